@@ -1,5 +1,9 @@
 //! The embedded session/workflow MCP server (`js-mcp serve`).
 
+pub mod ai;
+pub mod docker;
+pub mod workflows;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

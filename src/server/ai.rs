@@ -1,0 +1,1 @@
+//! OpenAI-compatible chat-completions client for `ai_complete` and AI workflow steps.

@@ -1,0 +1,1 @@
+//! Docker Engine API client for the maintenance tools and workflow steps (bollard).

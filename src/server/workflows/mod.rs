@@ -1,0 +1,1 @@
+//! Workflow definitions, validation and the DAG engine.
