@@ -2,6 +2,8 @@
 
 pub mod ai;
 pub mod docker;
+pub mod sessions;
+pub mod store;
 pub mod workflows;
 
 use std::net::SocketAddr;
