@@ -49,7 +49,10 @@ enum Cmd {
 
 /// An answer computed inside a batch, sent only after the batch commits.
 enum Reply {
-    Session(oneshot::Sender<StoreResult<Session>>, Box<StoreResult<Session>>),
+    Session(
+        oneshot::Sender<StoreResult<Session>>,
+        Box<StoreResult<Session>>,
+    ),
     Unit(oneshot::Sender<StoreResult<()>>, StoreResult<()>),
     Count(oneshot::Sender<StoreResult<usize>>, StoreResult<usize>),
 }
