@@ -230,11 +230,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub async fn mcp_gate(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let full = st.mcp_live.load(Ordering::Relaxed) >= st.settings.max_mcp_sessions;
     let draining = st.is_draining();
-    if req.method() != Method::POST
-        || req.headers().contains_key("mcp-session-id")
-        || !(full || draining)
-    {
-        return next.run(req).await;
+    let is_post = req.method() == Method::POST;
+    if !is_post || req.headers().contains_key("mcp-session-id") || !(full || draining) {
+        let resp = next.run(req).await;
+        return if is_post {
+            jsonrpc_parse_error(resp).await
+        } else {
+            resp
+        };
     }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, st.settings.max_body_bytes).await {
@@ -281,8 +284,42 @@ pub async fn mcp_gate(State(st): State<Arc<AppState>>, req: Request, next: Next)
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return resp;
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    jsonrpc_parse_error(resp).await
+}
+
+/// rmcp answers a JSON body that does not parse as JSON-RPC with 415 and plain text; the
+/// spec calls for 400 with a JSON-RPC error (-32700 parse error, -32600 invalid request).
+/// Only 415s from the body parser are rewritten (a wrong Content-Type stays 415).
+async fn jsonrpc_parse_error(resp: Response) -> Response {
+    if resp.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::BAD_REQUEST, "bad request").into_response();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let Some(detail) = text.strip_prefix("fail to deserialize request body ") else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    // serde reports a well-formed value of the wrong shape without a syntax position.
+    let (code, kind) = if detail.contains("unrecognized JSON-RPC message")
+        || detail.contains("did not match any variant")
+        || detail.contains("missing field")
+    {
+        (-32600, "Invalid Request")
+    } else {
+        (-32700, "Parse error")
+    };
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": format!("{kind}: {detail}") }
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@ impl Server {
                 .env("JSMCP_DATA_DIR", data_dir)
                 .env_remove("JSMCP_AUTH_TOKEN")
                 .env_remove("JSMCP_STORE")
+                .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
             for (k, v) in envs {
