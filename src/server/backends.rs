@@ -182,15 +182,16 @@ pub trait WorkflowBackend: Send + Sync + 'static {
     fn list(&self) -> Vec<Value>;
     /// The full definition of one workflow, if it exists.
     fn get(&self, id: &str) -> Option<Value>;
-    /// Runs a workflow to the end and returns its result in js-mcp's shape
-    /// (`{workflowId, sessionId, status, completedSteps, failedSteps, skippedSteps,
-    /// duration, errors, outputs}`); failures are inside the result, not an `Err`.
+    /// Starts a run. `Err` means it could not start (bad params, unknown workflow) and says
+    /// why; otherwise the future resolves to the result in js-mcp's shape (`{workflowId,
+    /// sessionId, status, completedSteps, failedSteps, skippedSteps, duration, errors,
+    /// outputs}`), with step failures inside the result.
     fn run(
         &self,
         req: RunRequest,
         cancel: CancellationToken,
         on_step: StepCallback,
-    ) -> BoxFuture<'static, Value>;
+    ) -> Result<BoxFuture<'static, Value>, String>;
     /// Catalog health (definitions loaded, definition errors).
     fn health(&self) -> ComponentHealth;
 }

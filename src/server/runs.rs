@@ -35,6 +35,9 @@ pub enum RunError {
     /// The server is draining.
     #[error("server is draining and starts no new runs")]
     Draining,
+    /// The engine refused to start the run.
+    #[error("workflow run could not start: {0}")]
+    Rejected(String),
 }
 
 struct Active {
@@ -115,7 +118,6 @@ impl RunManager {
                 "status": "running", "startedAt": started_at,
             }),
         };
-        self.sessions.store().put_run(doc.clone()).await?;
         let cancel = CancellationToken::new();
         let done = Arc::new(Notify::new());
         if let Ok(mut a) = self.active.lock() {
@@ -142,7 +144,19 @@ impl RunManager {
             session_state,
             params,
         };
-        let fut = engine.run(req, cancel.clone(), on_step);
+        let fut = match engine.run(req, cancel.clone(), on_step) {
+            Ok(f) => f,
+            Err(e) => {
+                self.forget(&run_id);
+                return Err(RunError::Rejected(e));
+            }
+        };
+        // Recorded before the caller hears of the run, so workflow_status always finds it.
+        if let Err(e) = self.sessions.store().put_run(doc.clone()).await {
+            cancel.cancel();
+            self.forget(&run_id);
+            return Err(e.into());
+        }
         let me = self.clone();
         let base = doc.clone();
         let done2 = done.clone();
@@ -195,6 +209,14 @@ impl RunManager {
             }
         });
         Ok((doc, done))
+    }
+
+    /// Drops a run that never started from the active set.
+    fn forget(&self, run_id: &str) {
+        if let Ok(mut a) = self.active.lock() {
+            a.remove(run_id);
+        }
+        self.metrics.workflow_active.dec();
     }
 
     /// Starts a run and waits for its result.
@@ -295,5 +317,161 @@ async fn follow_steps(
             // The session may have been deleted or finished mid-run; the run goes on.
             tracing::debug!(session = %session_id, error = %e, "run step not recorded in session");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::backends::{ComponentHealth, StepCallback};
+    use crate::server::sessions::NewSession;
+    use crate::server::store::StoreConfig;
+    use crate::server::store::embedded::EmbeddedStore;
+    use futures::future::BoxFuture;
+    use std::sync::atomic::AtomicBool;
+
+    /// A two-step engine double: emits events, honours cancellation, returns a record.
+    struct TwoSteps;
+
+    impl WorkflowBackend for TwoSteps {
+        fn list(&self) -> Vec<Value> {
+            vec![json!({"id": "two"})]
+        }
+        fn get(&self, id: &str) -> Option<Value> {
+            (id == "two" || id == "slow").then(|| json!({"id": id}))
+        }
+        fn run(
+            &self,
+            req: RunRequest,
+            cancel: CancellationToken,
+            on_step: StepCallback,
+        ) -> Result<BoxFuture<'static, Value>, String> {
+            if !req.params.is_object() {
+                return Err("params must be a JSON object".into());
+            }
+            Ok(Box::pin(async move {
+                if req.workflow_id == "slow" {
+                    cancel.cancelled().await;
+                    return json!({"status": "cancelled"});
+                }
+                for step in ["a", "b"] {
+                    on_step(StepEvent::Started { step: step.into() });
+                    on_step(StepEvent::Completed {
+                        step: step.into(),
+                        output: json!({"step": step}),
+                    });
+                }
+                json!({"status": "completed", "completedSteps": ["a", "b"],
+                       "sessionSeen": req.session_state["id"]})
+            }))
+        }
+        fn health(&self) -> ComponentHealth {
+            ComponentHealth::ok("double")
+        }
+    }
+
+    fn manager(dir: &std::path::Path) -> RunManager {
+        let store =
+            EmbeddedStore::open(dir, StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        let sessions = SessionService::new(
+            Arc::new(store),
+            metrics.clone(),
+            Arc::new(AtomicBool::new(false)),
+        );
+        RunManager::new(Some(Arc::new(TwoSteps)), String::new(), sessions, metrics)
+    }
+
+    #[tokio::test]
+    async fn run_records_result_and_step_progress_in_the_session() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let m = manager(dir.path());
+        let s = m
+            .sessions
+            .create(NewSession::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let doc = m
+            .run_to_end("two".into(), Some(s.id.clone()), json!({}), false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(doc.status, "completed");
+        assert_eq!(doc.record["runId"], json!(doc.id));
+        assert_eq!(doc.record["sessionSeen"], json!(s.id));
+        let after = m
+            .sessions
+            .get(&s.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(after.workflow_state.completed_steps, vec!["a", "b"]);
+        assert_eq!(after.workflow_state.step_results["b"], json!({"step": "b"}));
+        assert_eq!(m.active_count(), 0);
+        assert_eq!(
+            m.metrics
+                .workflow_runs
+                .with_label_values(&["completed"])
+                .get(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_runs_are_not_recorded_and_errors_say_why() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let m = manager(dir.path());
+        let e = m.start("two".into(), None, json!([1]), false).await.err();
+        assert!(matches!(e, Some(RunError::Rejected(ref msg)) if msg.contains("object")));
+        let e = m.start("nope".into(), None, json!({}), false).await.err();
+        assert_eq!(e, Some(RunError::UnknownWorkflow("nope".into())));
+        let e = m
+            .start("two".into(), Some("missing".into()), json!({}), false)
+            .await
+            .err();
+        assert!(matches!(
+            e,
+            Some(RunError::Session(SessionError::NotFound(_)))
+        ));
+        let e = m.start("two".into(), None, json!({}), true).await.err();
+        assert_eq!(e, Some(RunError::Draining));
+        assert!(
+            m.list(RunFilter::default())
+                .await
+                .unwrap_or_default()
+                .is_empty()
+        );
+        assert_eq!(m.active_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn drain_cancels_runs_that_outlive_the_timeout() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let m = manager(dir.path());
+        let (doc, _) = m
+            .start("slow".into(), None, json!({}), false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.active_count(), 1);
+        m.drain(Duration::from_millis(50)).await;
+        assert_eq!(m.active_count(), 0);
+        let rec = m.get(&doc.id).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rec.status, "cancelled");
+    }
+
+    #[test]
+    fn engine_missing_is_reported_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = EmbeddedStore::open(dir.path(), StoreConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        let sessions = SessionService::new(
+            Arc::new(store),
+            metrics.clone(),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let m = RunManager::new(None, "not configured".into(), sessions, metrics);
+        assert_eq!(
+            m.engine().err(),
+            Some(RunError::Unavailable("not configured".into()))
+        );
     }
 }
