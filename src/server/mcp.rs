@@ -454,7 +454,13 @@ pub struct McpServer {
 impl McpServer {
     /// Every tool of this build (conformance fixtures included under the feature).
     pub fn router() -> ToolRouter<McpServer> {
-        Self::tool_router()
+        #[allow(unused_mut)]
+        let mut r = Self::tool_router();
+        #[cfg(feature = "conformance")]
+        {
+            r += super::conformance::router();
+        }
+        r
     }
 
     /// The shared state (for the conformance fixtures).
@@ -793,7 +799,19 @@ impl McpServer {
 #[tool_handler(router = self.router)]
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        #[cfg(not(feature = "conformance"))]
+        let capabilities = ServerCapabilities::builder().enable_tools().build();
+        #[cfg(feature = "conformance")]
+        #[allow(deprecated)]
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_logging()
+            .enable_completions()
+            .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("js-mcp", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "js-mcp session/workflow server: session_* tools manage sessions (optimistic \
@@ -827,5 +845,90 @@ impl ServerHandler for McpServer {
             .with_label_values(&[&label])
             .observe(t.elapsed().as_secs_f64());
         r
+    }
+
+    #[cfg(feature = "conformance")]
+    async fn list_resources(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        super::conformance::list_resources()
+    }
+
+    #[cfg(feature = "conformance")]
+    async fn list_resource_templates(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, ErrorData> {
+        super::conformance::list_resource_templates()
+    }
+
+    #[cfg(feature = "conformance")]
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        super::conformance::read_resource(request)
+    }
+
+    #[cfg(feature = "conformance")]
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        super::conformance::subscribe(request);
+        Ok(())
+    }
+
+    #[cfg(feature = "conformance")]
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        super::conformance::unsubscribe(request);
+        Ok(())
+    }
+
+    #[cfg(feature = "conformance")]
+    async fn list_prompts(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, ErrorData> {
+        super::conformance::list_prompts()
+    }
+
+    #[cfg(feature = "conformance")]
+    async fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, ErrorData> {
+        super::conformance::get_prompt(request)
+    }
+
+    #[cfg(feature = "conformance")]
+    async fn complete(
+        &self,
+        request: rmcp::model::CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CompleteResult, ErrorData> {
+        super::conformance::complete(request)
+    }
+
+    #[cfg(feature = "conformance")]
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        super::conformance::set_level(request);
+        Ok(())
     }
 }

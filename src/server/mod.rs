@@ -11,6 +11,8 @@ pub mod ai;
 pub mod api;
 pub mod backends;
 pub mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod docker;
 pub mod http;
 pub mod mcp;
