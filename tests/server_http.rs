@@ -475,7 +475,7 @@ fn mcp_session_lifecycle_tools_and_delete_update_the_live_gauge() {
         assert!(names.iter().any(|n| n == want), "missing tool {want}");
     }
     let r = s.req("DELETE", "/mcp", &[("mcp-session-id", &sid)], None);
-    assert!(r.status == 200 || r.status == 202, "DELETE: {}", r.status);
+    assert_eq!(r.status, 200, "DELETE");
     let r = s.req(
         "POST",
         "/mcp",

@@ -231,6 +231,15 @@ pub async fn mcp_gate(State(st): State<Arc<AppState>>, req: Request, next: Next)
     let full = st.mcp_live.load(Ordering::Relaxed) >= st.settings.max_mcp_sessions;
     let draining = st.is_draining();
     let is_post = req.method() == Method::POST;
+    if req.method() == Method::DELETE {
+        let mut resp = next.run(req).await;
+        // rmcp acknowledges DELETE with 202; clients (the Python SDK among them) expect
+        // 200 or 204 for a terminated session, and nothing is left pending.
+        if resp.status() == StatusCode::ACCEPTED {
+            *resp.status_mut() = StatusCode::OK;
+        }
+        return resp;
+    }
     if !is_post || req.headers().contains_key("mcp-session-id") || !(full || draining) {
         let resp = next.run(req).await;
         return if is_post {
