@@ -748,3 +748,83 @@ fn two_servers_sharing_redis_see_each_others_sessions() {
         "ok"
     );
 }
+
+#[test]
+fn workflow_endpoints_run_workflows_or_say_why_they_cannot() {
+    let dir = tmp();
+    let s = Server::start(dir.path(), &[], &[]);
+    let engine =
+        s.json("GET", "/status", None).json()["components"]["workflows"]["state"] != "disabled";
+    let r = s.json("GET", "/api/v1/runs/no-such-run", None);
+    assert_eq!(r.status, 404);
+    let r = s.json("GET", "/api/v1/runs?colour=red", None);
+    assert_eq!(
+        (r.status, error_field(&r).as_deref()),
+        (400, Some("colour"))
+    );
+    if !engine {
+        let r = s.json("GET", "/api/v1/workflows", None);
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (503, Some("workflows_unavailable"))
+        );
+        let r = s.json(
+            "POST",
+            "/api/v1/workflows/containerize/runs",
+            Some(json!({})),
+        );
+        assert_eq!(r.status, 503);
+        return;
+    }
+    let list = s.json("GET", "/api/v1/workflows", None).json();
+    assert!(
+        list["workflows"].to_string().contains("containerize"),
+        "{list}"
+    );
+    let r = s.json("POST", "/api/v1/workflows/nope/runs", Some(json!({})));
+    assert_eq!(r.status, 404);
+    let r = s.json(
+        "POST",
+        "/api/v1/workflows/containerize/runs",
+        Some(json!({"params": [1]})),
+    );
+    assert_eq!(
+        (r.status, error_field(&r).as_deref()),
+        (400, Some("params"))
+    );
+    let sid = s.json("POST", "/api/v1/sessions", Some(json!({}))).json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let r = s.json(
+        "POST",
+        "/api/v1/workflows/containerize/runs",
+        Some(
+            json!({"session_id": sid, "params": {"language": "rust", "name": "svc"}, "wait": true}),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let run = r.json();
+    assert_eq!(run["status"], "completed", "{run}");
+    let got = s
+        .json(
+            "GET",
+            &format!("/api/v1/runs/{}", run["id"].as_str().unwrap_or_default()),
+            None,
+        )
+        .json();
+    assert_eq!(got["status"], "completed");
+    let session = s
+        .json("GET", &format!("/api/v1/sessions/{sid}"), None)
+        .json();
+    assert!(
+        !session["workflow_state"]["completed_steps"]
+            .as_array()
+            .map(Vec::is_empty)
+            .unwrap_or(true)
+    );
+    let runs = s
+        .json("GET", &format!("/api/v1/runs?session_id={sid}"), None)
+        .json();
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1));
+}

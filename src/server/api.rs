@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::runs::RunError;
 use super::sessions::{
     NewSession, SessionError, SessionFilter, SessionOp, SessionPatch, SessionStatus,
 };
@@ -94,6 +95,27 @@ impl From<SessionError> for ApiError {
                 "store_unavailable",
                 message,
             ),
+        }
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        let message = e.to_string();
+        match e {
+            RunError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "workflows_unavailable",
+                message,
+            ),
+            RunError::UnknownWorkflow(_) | RunError::UnknownRun(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            RunError::Session(e) => e.into(),
+            RunError::Draining => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", message)
+            }
+            RunError::Rejected(_) => ApiError::bad_request("params", message),
         }
     }
 }
@@ -362,9 +384,119 @@ async fn delete_session(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Body of `POST /api/v1/workflows/{id}/runs`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// Session the run works on.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Step parameters (a JSON object).
+    #[serde(default)]
+    pub params: Option<Value>,
+    /// Answer with the finished run instead of at once.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+async fn list_workflows(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let engine = st.runs.engine()?;
+    Ok(Json(json!({ "workflows": engine.list() })).into_response())
+}
+
+async fn get_workflow(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let engine = st.runs.engine()?;
+    let def = engine.get(&id).ok_or(RunError::UnknownWorkflow(id))?;
+    Ok(Json(def).into_response())
+}
+
+async fn start_run(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<StartRun>,
+) -> Result<Response, ApiError> {
+    let params = body.params.unwrap_or_else(|| json!({}));
+    let draining = st.is_draining();
+    if body.wait {
+        let doc = st
+            .runs
+            .run_to_end(id, body.session_id, params, draining)
+            .await?;
+        return Ok(Json(doc).into_response());
+    }
+    let (doc, _) = st.runs.start(id, body.session_id, params, draining).await?;
+    let location = format!("/api/v1/runs/{}", doc.id);
+    let mut resp = (StatusCode::ACCEPTED, Json(doc)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+async fn get_run(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(st.runs.get(&id).await?).into_response())
+}
+
+async fn list_runs(
+    State(st): State<Arc<AppState>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query_map(query)?;
+    check_known(&q, &["session_id", "workflow_id", "limit"])?;
+    let limit = match q.get("limit") {
+        Some(l) => l.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(
+                "limit",
+                format!("limit must be a positive integer, got {l:?}"),
+            )
+        })?,
+        None => 0,
+    };
+    let runs = st
+        .runs
+        .list(super::store::RunFilter {
+            session_id: q.get("session_id").cloned(),
+            workflow_id: q.get("workflow_id").cloned(),
+            limit,
+        })
+        .await?;
+    Ok(Json(json!({ "runs": runs })).into_response())
+}
+
+async fn cancel_run(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if st.runs.cancel(&id) {
+        return Ok((StatusCode::ACCEPTED, Json(json!({ "cancelled": id }))).into_response());
+    }
+    // Distinguish a finished run (409) from an unknown one (404).
+    let run = st.runs.get(&id).await?;
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "not_running",
+        format!(
+            "run {:?} is {} and not running on this server",
+            run.id, run.status
+        ),
+    ))
+}
+
 /// Routes under `/api/v1`.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/api/v1/workflows", get(list_workflows))
+        .route("/api/v1/workflows/{id}", get(get_workflow))
+        .route("/api/v1/workflows/{id}/runs", post(start_run))
+        .route("/api/v1/runs", get(list_runs))
+        .route("/api/v1/runs/{id}", get(get_run))
+        .route("/api/v1/runs/{id}/cancel", post(cancel_run))
         .route("/api/v1/sessions", post(create_session).get(list_sessions))
         .route(
             "/api/v1/sessions/{id}",
