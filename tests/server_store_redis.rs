@@ -39,6 +39,7 @@ async fn store(redis: &RedisServer, max: usize, clock: Clock) -> RedisStore {
             default_ttl_seconds: 60,
             max_runs: 3,
             clock,
+            ..StoreConfig::default()
         },
     )
     .await

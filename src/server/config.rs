@@ -44,6 +44,9 @@ pub struct ServeArgs {
     /// Redis URL (`redis://host:6379/0`) when `--store redis`.
     #[arg(long, env = "JSMCP_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Page cache of the embedded store, MiB (default 16); colder pages come from the file.
+    #[arg(long, env = "JSMCP_STORE_CACHE_MIB")]
+    pub store_cache_mib: Option<usize>,
     /// Key prefix in Redis (lets deployments share one Redis).
     #[arg(long, env = "JSMCP_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
@@ -167,6 +170,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Redis key prefix.
     pub redis_prefix: String,
+    /// Embedded store page cache, bytes.
+    pub store_cache_bytes: usize,
     /// Bearer token.
     pub auth_token: Option<String>,
     /// Store session cap.
@@ -304,6 +309,8 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("data")),
             store,
             redis_url,
+            store_cache_bytes: positive("storeCacheMib", args.store_cache_mib.unwrap_or(16))?
+                .saturating_mul(1024 * 1024),
             redis_prefix: args
                 .redis_prefix
                 .clone()

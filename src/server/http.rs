@@ -162,19 +162,16 @@ pub async fn drain(State(st): State<Arc<AppState>>) -> Response {
 pub async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let t = Instant::now();
     // The route template, never the raw path, so label values stay bounded.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
     let method = method_label(req.method());
     let resp = next.run(req).await;
     let m = &st.metrics;
     m.http_duration
-        .with_label_values(&[&route, method])
+        .with_label_values(&[route, method])
         .observe(t.elapsed().as_secs_f64());
     m.http_requests
-        .with_label_values(&[&route, method, resp.status().as_str()])
+        .with_label_values(&[route, method, resp.status().as_str()])
         .inc();
     resp
 }

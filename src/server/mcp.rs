@@ -827,22 +827,22 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let t = Instant::now();
         // Only known tool names become label values, so the label set stays bounded.
-        let label = if self.router.get(&request.name).is_some() {
-            request.name.to_string()
-        } else {
-            "unknown".to_string()
-        };
+        let router = self.router.clone();
+        let label: &str = router
+            .map
+            .get_key_value(request.name.as_ref())
+            .map_or("unknown", |(k, _)| k.as_ref());
         let tcc = ToolCallContext::new(self, request, context);
-        let r = self.router.call(tcc).await;
+        let r = router.call(tcc).await;
         let outcome = match &r {
             Ok(CallToolResponse::Complete(res)) if res.is_error == Some(true) => "error",
             Ok(_) => "ok",
             Err(_) => "protocol_error",
         };
         let m = &self.state.metrics;
-        m.tool_calls.with_label_values(&[&label, outcome]).inc();
+        m.tool_calls.with_label_values(&[label, outcome]).inc();
         m.tool_duration
-            .with_label_values(&[&label])
+            .with_label_values(&[label])
             .observe(t.elapsed().as_secs_f64());
         r
     }

@@ -134,6 +134,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn SessionSt
     let config = StoreConfig {
         max_sessions: settings.max_sessions,
         default_ttl_seconds: settings.session_ttl_seconds,
+        cache_bytes: settings.store_cache_bytes,
         ..StoreConfig::default()
     };
     Ok(match settings.store {

@@ -373,6 +373,19 @@ impl SessionError {
     }
 }
 
+/// A new time-ordered id (UUID version 7: millisecond timestamp, then random bits).
+/// Time order keeps new and recently written sessions together in the store's B-tree, so a
+/// commit touches few pages, and id order (used for listing) is creation order.
+pub fn new_session_id(now: DateTime<Utc>) -> String {
+    let random = uuid::Uuid::new_v4();
+    let mut tail = [0u8; 10];
+    tail.copy_from_slice(&random.as_bytes()[6..16]);
+    let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &tail)
+        .into_uuid()
+        .to_string()
+}
+
 /// Checks a session id: 1..=128 characters of `[A-Za-z0-9._:-]`.
 pub fn validate_id(id: &str) -> Result<(), SessionError> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
@@ -465,7 +478,7 @@ impl Session {
                 validate_id(&id)?;
                 id
             }
-            None => uuid::Uuid::new_v4().to_string(),
+            None => new_session_id(now),
         };
         if new.labels.len() > MAX_LABELS {
             return Err(SessionError::invalid(
@@ -691,6 +704,17 @@ mod tests {
         assert_eq!(s.version, 1);
         assert_eq!(s.expires_at, now() + Duration::seconds(3600));
         assert_eq!(s.id.len(), 36);
+    }
+
+    #[test]
+    fn generated_ids_are_uuid_v7_in_creation_order() {
+        let a = new_session_id(now());
+        let b = new_session_id(now() + Duration::milliseconds(1));
+        assert!(a < b, "{a} !< {b}");
+        assert_eq!(
+            uuid::Uuid::parse_str(&a).map(|u| u.get_version_num()).ok(),
+            Some(7)
+        );
     }
 
     #[test]

@@ -172,7 +172,9 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| store_err(&format!("create data dir {}", dir.display()), e))?;
         let path = dir.join("sessions.redb");
-        let db = Database::create(&path)
+        let db = redb::Builder::new()
+            .set_cache_size(config.cache_bytes)
+            .create(&path)
             .map_err(|e| store_err(&format!("open {}", path.display()), e))?;
         let init = || -> Result<(), redb::Error> {
             let txn = db.begin_write()?;
@@ -694,6 +696,7 @@ mod tests {
                 default_ttl_seconds: 60,
                 max_runs: 3,
                 clock,
+                ..StoreConfig::default()
             },
         )
         .unwrap_or_else(|e| panic!("open: {e}"))

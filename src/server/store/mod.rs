@@ -34,6 +34,9 @@ pub struct StoreConfig {
     pub default_ttl_seconds: u64,
     /// Most run records kept; the oldest are dropped past it.
     pub max_runs: usize,
+    /// Memory for the embedded store's page cache; colder pages are read from the file
+    /// (the OS page cache), so RSS stays bounded however many sessions are stored.
+    pub cache_bytes: usize,
     /// Time source.
     pub clock: Clock,
 }
@@ -44,6 +47,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("max_sessions", &self.max_sessions)
             .field("default_ttl_seconds", &self.default_ttl_seconds)
             .field("max_runs", &self.max_runs)
+            .field("cache_bytes", &self.cache_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -54,6 +58,7 @@ impl Default for StoreConfig {
             max_sessions: 100_000,
             default_ttl_seconds: 24 * 3600,
             max_runs: 10_000,
+            cache_bytes: 16 * 1024 * 1024,
             clock: system_clock(),
         }
     }
