@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// Port to listen on.
     #[arg(long, env = "JSMCP_PORT", default_value_t = 3000)]
     pub port: u16,
+    /// JSON config file written by the operator (`config.json` of the instance's ConfigMap).
+    #[arg(long, env = "JSMCP_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// Shared state of the HTTP handlers.
@@ -49,6 +52,11 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
+        let _: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("config {} is not valid JSON: {e}", path.display()))?;
+    }
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "js-mcp serve listening");
