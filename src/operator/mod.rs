@@ -15,6 +15,19 @@ pub async fn run(_args: OperatorArgs) -> crate::Result<()> {
     Ok(())
 }
 
+/// Runs every controller with `client` until `shutdown` is cancelled.
+///
+/// Placeholder so `js-mcp local` builds on this branch: it only waits for `shutdown`.
+/// The lead's operator replaces it with the real controllers at merge.
+pub async fn run_controllers(
+    _client: kube::Client,
+    _args: OperatorArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> crate::Result<()> {
+    shutdown.cancelled().await;
+    Ok(())
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
