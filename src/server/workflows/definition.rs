@@ -174,7 +174,12 @@ impl WorkflowDefinition {
     pub fn parse(text: &str, format: DefinitionFormat) -> Result<WorkflowDefinition, String> {
         match format {
             DefinitionFormat::Yaml => {
-                serde_saphyr::from_str(text).map_err(|e| format!("invalid YAML: {e}"))
+                // YAML 1.2 booleans only: `y`, `no`, `on` in params stay strings (the
+                // "Norway problem" of YAML 1.1 would turn a country code into `false`).
+                let mut options = serde_saphyr::Options::default();
+                options.strict_booleans = true;
+                serde_saphyr::from_str_with_options(text, options)
+                    .map_err(|e| format!("invalid YAML: {e}"))
             }
             DefinitionFormat::Json => {
                 serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
@@ -223,6 +228,19 @@ mod tests {
         assert_eq!(step.on_error, OnError::Fail);
         assert_eq!(step.params, serde_json::json!({}));
         assert!(step.depends_on.is_empty());
+    }
+
+    #[test]
+    fn yaml_1_1_boolean_spellings_stay_strings() {
+        let def = WorkflowDefinition::parse(
+            "id: w\nname: W\nsteps:\n  - name: a\n    tool: echo\n    params: {country: NO, answer: y, flag: true, mode: on}\n",
+            DefinitionFormat::Yaml,
+        )
+        .expect("valid yaml");
+        assert_eq!(
+            def.steps[0].params,
+            serde_json::json!({"country": "NO", "answer": "y", "flag": true, "mode": "on"})
+        );
     }
 
     #[test]
