@@ -2,7 +2,6 @@
 //! conditions, retries, timeouts, onError policies, cancellation, events and built-ins.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use js_mcp::server::workflows::{
     Catalog, DefinitionFormat, Engine, EngineError, RunEvent, RunInput, RunRecord, RunStatus,

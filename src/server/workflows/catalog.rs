@@ -709,10 +709,8 @@ mod tests {
 
     #[test]
     fn structural_mistakes_are_all_reported_together() {
-        let yaml = format!(
-            "id: 'bad id!'\nname: ''\nsteps:\n  - {{name: a, tool: echo, dependsOn: [zz]}}\n  - {{name: s, tool: echo, dependsOn: [s]}}\n  - {{name: a, tool: echo, timeout: '5 parsecs'}}\n  - {{name: 9x, tool: http.request}}\n  - {{name: r, tool: echo, retryable: true, maxRetries: 99}}\n"
-        );
-        let errors = errors_of(&yaml);
+        let yaml = "id: 'bad id!'\nname: ''\nsteps:\n  - {name: a, tool: echo, dependsOn: [zz]}\n  - {name: s, tool: echo, dependsOn: [s]}\n  - {name: a, tool: echo, timeout: '5 parsecs'}\n  - {name: 9x, tool: http.request}\n  - {name: r, tool: echo, retryable: true, maxRetries: 99}\n";
+        let errors = errors_of(yaml);
         for want in [
             "id must be",
             "name must not be empty",

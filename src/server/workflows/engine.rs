@@ -625,11 +625,9 @@ impl Run {
             current_step: step.map(str::to_owned),
             completed: finished,
             total,
-            percentage: if total == 0 {
-                100
-            } else {
-                u8::try_from(finished * 100 / total).unwrap_or(100)
-            },
+            percentage: (finished * 100)
+                .checked_div(total)
+                .map_or(100, |p| u8::try_from(p).unwrap_or(100)),
         }
     }
 
