@@ -42,7 +42,7 @@ where
 /// An in-process operator scoped to one namespace; stops when dropped.
 struct Operator {
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<js_mcp::Result<()>>,
+    task: Option<tokio::task::JoinHandle<js_mcp::Result<()>>>,
     admin: SocketAddr,
 }
 
@@ -54,14 +54,16 @@ impl Operator {
         args.lease_namespace = namespace.to_string();
         args.default_image = "js-mcp:dev".into();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run_controllers(client, args, stop.clone()));
+        let task = Some(tokio::spawn(run_controllers(client, args, stop.clone())));
         Operator { stop, task, admin }
     }
 
     /// Graceful stop (releases the lease).
-    async fn shutdown(self) {
+    async fn shutdown(mut self) {
         self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
     }
 
     async fn metrics(&self) -> String {
