@@ -435,3 +435,128 @@ async fn mounted_configmap_file_and_env_reference_reach_the_process() {
     .await;
     assert_eq!(phase(&control), "Failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_container_secret_items_and_env_from_reach_the_app_container() {
+    let ns = TestNamespace::new("local-volumes").await;
+    let _agent = ns.start_node_agent().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ns.client(), ns.name());
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": { "name": "creds" },
+        "stringData": { "password": "s3cret", "user": "alice" },
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let api: Api<Pod> = Api::namespaced(ns.client(), ns.name());
+    let spec = json!({
+        "restartPolicy": "Never",
+        "initContainers": [{
+            "name": "prepare",
+            "image": "busybox",
+            "command": ["sh", "-c", "echo prepared > /work/marker"],
+            "volumeMounts": [{ "name": "scratch", "mountPath": "/work" }],
+        }],
+        "containers": [{
+            "name": "check",
+            "image": "busybox",
+            "command": ["sh", "-c",
+                "grep -qx prepared /work/marker && grep -qx s3cret /etc/creds/pw && test \"$APP_user\" = alice"],
+            "envFrom": [{ "secretRef": { "name": "creds" }, "prefix": "APP_" }],
+            "volumeMounts": [
+                { "name": "scratch", "mountPath": "/work" },
+                { "name": "creds", "mountPath": "/etc/creds", "readOnly": true },
+            ],
+        }],
+        "volumes": [
+            { "name": "scratch", "emptyDir": {} },
+            { "name": "creds", "secret": { "secretName": "creds", "items": [{ "key": "password", "path": "pw" }] } },
+        ],
+    });
+    api.create(&PostParams::default(), &pod("checker", spec))
+        .await
+        .unwrap();
+    let done = wait_pod(&api, "checker", "a final phase", |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await;
+    assert_eq!(phase(&done), "Succeeded", "{:?}", done.status);
+    let init_exit = done
+        .status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| t.exit_code);
+    assert_eq!(init_exit, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_volume_claim_data_outlives_the_pod_that_wrote_it() {
+    let ns = TestNamespace::new("local-pvc").await;
+    let _agent = ns.start_node_agent().await;
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(ns.client(), ns.name());
+    let claim = serde_json::from_value(json!({
+        "metadata": { "name": "data" },
+        "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } },
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+
+    let api: Api<Pod> = Api::namespaced(ns.client(), ns.name());
+    let with_claim = |script: &str| {
+        json!({
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "c",
+                "image": "busybox",
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{ "name": "data", "mountPath": "/data" }],
+            }],
+            "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": "data" } }],
+        })
+    };
+    api.create(
+        &PostParams::default(),
+        &pod("writer", with_claim("echo kept > /data/value")),
+    )
+    .await
+    .unwrap();
+    let writer = wait_pod(&api, "writer", "a final phase", |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await;
+    assert_eq!(phase(&writer), "Succeeded", "{:?}", writer.status);
+    api.delete("writer", &DeleteParams::default())
+        .await
+        .unwrap();
+    let gone = wait_for(TIMEOUT, || async {
+        matches!(api.get_opt("writer").await, Ok(None))
+    })
+    .await;
+    assert!(gone, "writer pod not deleted");
+
+    api.create(
+        &PostParams::default(),
+        &pod("reader", with_claim("grep -qx kept /data/value")),
+    )
+    .await
+    .unwrap();
+    let reader = wait_pod(&api, "reader", "a final phase", |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await;
+    assert_eq!(phase(&reader), "Succeeded", "{:?}", reader.status);
+    let bound = claims
+        .get("data")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.phase);
+    assert_eq!(bound.as_deref(), Some("Bound"));
+}

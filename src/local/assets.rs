@@ -21,11 +21,15 @@ impl Assets {
     /// Finds every binary, or fails naming each one that is missing, where it looked, and how
     /// to get it.
     pub fn discover() -> crate::Result<Assets> {
-        let dirs = search_dirs();
+        Self::find_in(&search_dirs())
+    }
+
+    /// Finds every binary in `dirs` (first hit wins), or fails naming each missing one.
+    pub fn find_in(dirs: &[PathBuf]) -> crate::Result<Assets> {
         let mut missing = Vec::new();
         let mut found = Vec::new();
         for name in BINARIES {
-            match find_binary(name, &dirs) {
+            match find_binary(name, dirs) {
                 Some(path) => found.push(path),
                 None => missing.push(name),
             }
@@ -160,6 +164,24 @@ mod tests {
                 "1.9.0-linux-amd64"
             ]
         );
+    }
+
+    #[test]
+    fn missing_binaries_are_named_with_how_to_get_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = dir.path().join("etcd");
+        std::fs::write(&etcd, "").unwrap();
+        std::fs::set_permissions(&etcd, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = Assets::find_in(&[dir.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not found: kube-apiserver, kube-controller-manager"),
+            "{err}"
+        );
+        assert!(err.contains("setup-envtest"), "{err}");
+        assert!(err.contains(".ci/setup-envtest.sh"), "{err}");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{
     Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo, Pod,
 };
@@ -257,7 +257,12 @@ pub async fn run_node_agent(
                             let stop = workers_stop.clone();
                             let task_uid = uid.clone();
                             tasks.spawn(async move {
-                                run_pod(ctx, ip, rx, stop).await;
+                                // A bug in one pod's worker must not take the agent down, and
+                                // its uid must come back so the pod can be picked up again.
+                                let run = std::panic::AssertUnwindSafe(run_pod(ctx, ip, rx, stop));
+                                if run.catch_unwind().await.is_err() {
+                                    tracing::error!(pod_uid = %task_uid, "pod worker panicked");
+                                }
                                 task_uid
                             });
                             workers.insert(uid, WorkerHandle { updates: tx, ip });

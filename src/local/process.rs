@@ -43,6 +43,7 @@ impl From<ExitStatus> for Exit {
 
 /// A running (or finished) child process, leader of its own process group.
 ///
+/// When the child ends, the rest of its process group is killed (container semantics).
 /// Dropping the handle SIGKILLs the whole group if the child is still running, so a dropped
 /// owner (a cancelled task, a runtime shutting down) never leaves processes behind.
 #[derive(Debug)]
@@ -101,7 +102,8 @@ impl ChildProcess {
                         return;
                     }
                 };
-                let _ = started_tx.send(Ok(child.id()));
+                let pid = child.id();
+                let _ = started_tx.send(Ok(pid));
                 let exit = match child.wait() {
                     Ok(status) => Exit::from(status),
                     Err(_) => Exit {
@@ -109,6 +111,12 @@ impl ChildProcess {
                         signal: None,
                     },
                 };
+                // Like a container whose main process ended: whatever it left running in its
+                // group goes too. Done here, right after reaping, so the group id cannot have
+                // been reused yet; later signals to an ended child are never sent.
+                if let Ok(pid) = i32::try_from(pid) {
+                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                }
                 let _ = exit_tx.send(Some(exit));
             })
             .map_err(|e| crate::Error::io(format!("starting a thread to run {program}"), e))?;
@@ -151,13 +159,13 @@ impl ChildProcess {
         }
     }
 
-    /// Sends `signal` to the whole process group (children of the child included).
+    /// Sends `signal` to the whole process group (children of the child included), unless
+    /// the child has ended (its group was killed then, and its id may be reused).
     pub fn signal_group(&self, signal: Signal) {
-        if self.exited().is_some() && signal != Signal::SIGKILL {
+        if self.exited().is_some() {
             return;
         }
-        // The group may outlive its leader (a shell's background job): SIGKILL is sent even
-        // after the leader exited. ESRCH (no such group) is the normal "already gone" answer.
+        // ESRCH (no such group) is the normal "already gone" answer.
         if let Ok(pid) = i32::try_from(self.pid) {
             let _ = killpg(Pid::from_raw(pid), signal);
         }
@@ -166,20 +174,16 @@ impl ChildProcess {
     /// SIGTERM to the group, then SIGKILL when it has not ended after `grace`.
     pub async fn stop(&self, grace: Duration) -> Exit {
         if let Some(exit) = self.exited() {
-            self.signal_group(Signal::SIGKILL);
             return exit;
         }
         self.signal_group(Signal::SIGTERM);
-        let exit = match tokio::time::timeout(grace, self.wait()).await {
+        match tokio::time::timeout(grace, self.wait()).await {
             Ok(exit) => exit,
             Err(_) => {
                 self.signal_group(Signal::SIGKILL);
                 self.wait().await
             }
-        };
-        // Leftover members of the group (e.g. `sh -c 'sleep 60 &'`) go too.
-        self.signal_group(Signal::SIGKILL);
-        exit
+        }
     }
 
     /// Blocking variant of [`ChildProcess::stop`] for `Drop` and non-async callers.
@@ -304,6 +308,28 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         assert!(!pid_alive(grandchild), "grandchild {grandchild} survived");
+    }
+
+    #[tokio::test]
+    async fn background_jobs_die_with_their_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("bg.pid");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("sleep 60 & echo $! > {}", pidfile.display())]);
+        let child = ChildProcess::spawn(cmd, None).await.unwrap();
+        assert_eq!(child.wait().await.code, 0);
+        let bg: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for _ in 0..200 {
+            if !pid_alive(bg) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(!pid_alive(bg), "background job {bg} outlived its leader");
     }
 
     #[tokio::test]

@@ -486,7 +486,12 @@ impl Worker {
                         }
                         _ => "ContainerCreating",
                     };
-                    for c in self.init.iter_mut().chain(self.containers.iter_mut()) {
+                    for c in self
+                        .init
+                        .iter_mut()
+                        .chain(self.containers.iter_mut())
+                        .filter(|c| !c.done)
+                    {
                         c.state = State::Waiting {
                             reason: reason.into(),
                             message: Some(e.to_string()),
@@ -786,7 +791,7 @@ impl Worker {
             return;
         }
         let pid = c.process.as_ref().map_or(0, |p| p.pid());
-        // Dropping the handle also SIGKILLs leftovers of its process group.
+        // The rest of its process group was killed when it ended (container semantics).
         c.process = None;
         c.probe_task = None;
         c.exit_task = None;
