@@ -23,20 +23,33 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 }
 
 fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let count: usize = std::env::var("JSMCP_BENCH_INSTANCES").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let count: usize = std::env::var("JSMCP_BENCH_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let dir = tempfile::tempdir()?;
     let mut cluster = LocalCluster::start(ClusterOptions::new(dir.path().join("cluster"))).await?;
     let client = cluster.client().await?;
     let ns = "bench";
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": ns } }))?).await?;
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": ns } }))?,
+        )
+        .await?;
 
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut operator = std::process::Command::new(env!("CARGO_BIN_EXE_js-mcp"))
         .arg("operator")
         .env("KUBECONFIG", cluster.kubeconfig_path())
@@ -61,7 +74,8 @@ async fn main() -> anyhow::Result<()> {
                     "apiVersion": "jsmcp.io/v1alpha1", "kind": "McpInstance",
                     "metadata": { "name": name }, "spec": { "replicas": 1 }
                 });
-                api.patch(&name, &PatchParams::apply("bench"), &Patch::Apply(body)).await?;
+                api.patch(&name, &PatchParams::apply("bench"), &Patch::Apply(body))
+                    .await?;
                 Ok(())
             }
         })
@@ -76,33 +90,62 @@ async fn main() -> anyhow::Result<()> {
     let mut peak_rss = idle_rss;
     let (deployments_at, statuses_at) = loop {
         peak_rss = peak_rss.max(rss_kib(pid, "VmHWM:"));
-        let deployment_count = deployments.list_metadata(&ListParams::default()).await?.items.len();
+        let deployment_count = deployments
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .len();
         let instances = api.list(&ListParams::default()).await?;
         let with_status = instances
             .items
             .iter()
-            .filter(|i| i.status.as_ref().is_some_and(|s| s.observed_generation == i.metadata.generation))
+            .filter(|i| {
+                i.status
+                    .as_ref()
+                    .is_some_and(|s| s.observed_generation == i.metadata.generation)
+            })
             .count();
         if deployment_count >= count && with_status >= count {
             let at = started.elapsed();
             break (at, at);
         }
         if started.elapsed() > Duration::from_secs(900) {
-            anyhow::bail!("gave up after 900 s: {deployment_count} deployments, {with_status} statuses of {count}");
+            anyhow::bail!(
+                "gave up after 900 s: {deployment_count} deployments, {with_status} statuses of {count}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let metrics = reqwest::get(format!("http://127.0.0.1:{admin_port}/metrics")).await?.text().await?;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .await?
+        .text()
+        .await?;
     let reconciles = metric_sum(&metrics, "jsmcp_operator_reconcile_total");
     let errors = metric_sum(&metrics, "jsmcp_operator_reconcile_errors_total");
     peak_rss = peak_rss.max(rss_kib(pid, "VmHWM:"));
 
     println!("operator_scale: instances={count}");
-    println!("  apply of all instances done after   {:>8.2} s", applied_in.as_secs_f64());
-    println!("  every Deployment exists after        {:>8.2} s", deployments_at.as_secs_f64());
-    println!("  every status written after           {:>8.2} s", statuses_at.as_secs_f64());
-    println!("  reconciles={reconciles} errors={errors} -> {:.1} reconciles/s", reconciles / statuses_at.as_secs_f64());
-    println!("  operator RSS idle {:.1} MiB, peak {:.1} MiB", idle_rss as f64 / 1024.0, peak_rss as f64 / 1024.0);
+    println!(
+        "  apply of all instances done after   {:>8.2} s",
+        applied_in.as_secs_f64()
+    );
+    println!(
+        "  every Deployment exists after        {:>8.2} s",
+        deployments_at.as_secs_f64()
+    );
+    println!(
+        "  every status written after           {:>8.2} s",
+        statuses_at.as_secs_f64()
+    );
+    println!(
+        "  reconciles={reconciles} errors={errors} -> {:.1} reconciles/s",
+        reconciles / statuses_at.as_secs_f64()
+    );
+    println!(
+        "  operator RSS idle {:.1} MiB, peak {:.1} MiB",
+        idle_rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0
+    );
 
     let _ = operator.kill();
     let _ = operator.wait();

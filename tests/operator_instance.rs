@@ -79,7 +79,10 @@ async fn scrape(admin: SocketAddr) -> String {
 }
 
 fn free_loopback_addr() -> SocketAddr {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0);
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
@@ -141,30 +144,53 @@ fn instance(name: &str, spec: serde_json::Value) -> serde_json::Value {
 }
 
 async fn apply(api: &Api<McpInstance>, name: &str, spec: serde_json::Value) -> McpInstance {
-    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(instance(name, spec)))
-        .await
-        .unwrap_or_else(|e| panic!("applying McpInstance {name}: {e}"))
+    api.patch(
+        name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(instance(name, spec)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying McpInstance {name}: {e}"))
 }
 
 async fn ready_instance(api: &Api<McpInstance>, name: &str, replicas: i32) -> McpInstance {
-    eventually(&format!("McpInstance {name} Ready with {replicas} replicas"), TIMEOUT, || async {
-        let current = api.get(name).await.ok()?;
-        let status = current.status.as_ref()?;
-        let ready = conditions::is_true(&status.conditions, conditions::READY);
-        (ready && status.ready_replicas == replicas && status.observed_generation == current.metadata.generation)
-            .then_some(current)
-    })
+    eventually(
+        &format!("McpInstance {name} Ready with {replicas} replicas"),
+        TIMEOUT,
+        || async {
+            let current = api.get(name).await.ok()?;
+            let status = current.status.as_ref()?;
+            let ready = conditions::is_true(&status.conditions, conditions::READY);
+            (ready
+                && status.ready_replicas == replicas
+                && status.observed_generation == current.metadata.generation)
+                .then_some(current)
+        },
+    )
     .await
 }
 
 fn template_annotation(deployment: &Deployment, key: &str) -> Option<String> {
-    deployment.spec.as_ref()?.template.metadata.as_ref()?.annotations.as_ref()?.get(key).cloned()
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(key)
+        .cloned()
 }
 
-fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, owner: &McpInstance) -> bool {
-    meta.owner_references
-        .as_ref()
-        .is_some_and(|refs| refs.iter().any(|r| Some(&r.uid) == owner.metadata.uid.as_ref() && r.controller == Some(true)))
+fn owned_by(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    owner: &McpInstance,
+) -> bool {
+    meta.owner_references.as_ref().is_some_and(|refs| {
+        refs.iter()
+            .any(|r| Some(&r.uid) == owner.metadata.uid.as_ref() && r.controller == Some(true))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,44 +201,89 @@ async fn applying_an_instance_creates_owned_children_runs_pods_and_reports_ready
     let _operator = Operator::start(client.clone(), ns.name());
     let api: Api<McpInstance> = Api::namespaced(client.clone(), ns.name());
 
-    apply(&api, "alpha", json!({ "replicas": 2, "config": { "maxSessions": 500 } })).await;
+    apply(
+        &api,
+        "alpha",
+        json!({ "replicas": 2, "config": { "maxSessions": 500 } }),
+    )
+    .await;
     let ready = ready_instance(&api, "alpha", 2).await;
     let status = ready.status.clone().unwrap_or_default();
     assert_eq!(status.replicas, 2);
     assert_eq!(status.available_replicas, 2);
     assert!(status.current_revision.is_some());
     assert_eq!(status.last_known_good_revision, status.current_revision);
-    assert_eq!(status.endpoint.as_deref(), Some(format!("http://alpha.{}.svc:3000/mcp", ns.name()).as_str()));
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some(format!("http://alpha.{}.svc:3000/mcp", ns.name()).as_str())
+    );
 
-    let deployment = Api::<Deployment>::namespaced(client.clone(), ns.name()).get("alpha").await.unwrap();
-    let service = Api::<Service>::namespaced(client.clone(), ns.name()).get("alpha").await.unwrap();
-    let config = Api::<ConfigMap>::namespaced(client.clone(), ns.name()).get("alpha-config").await.unwrap();
+    let deployment = Api::<Deployment>::namespaced(client.clone(), ns.name())
+        .get("alpha")
+        .await
+        .unwrap();
+    let service = Api::<Service>::namespaced(client.clone(), ns.name())
+        .get("alpha")
+        .await
+        .unwrap();
+    let config = Api::<ConfigMap>::namespaced(client.clone(), ns.name())
+        .get("alpha-config")
+        .await
+        .unwrap();
     for meta in [&deployment.metadata, &service.metadata, &config.metadata] {
-        assert!(owned_by(meta, &ready), "{:?} lacks a controller owner reference", meta.name);
+        assert!(
+            owned_by(meta, &ready),
+            "{:?} lacks a controller owner reference",
+            meta.name
+        );
     }
-    let config_json = config.data.unwrap_or_default().remove("config.json").unwrap_or_default();
-    assert!(config_json.contains("\"maxSessions\": 500"), "{config_json}");
+    let config_json = config
+        .data
+        .unwrap_or_default()
+        .remove("config.json")
+        .unwrap_or_default();
+    assert!(
+        config_json.contains("\"maxSessions\": 500"),
+        "{config_json}"
+    );
     // replicas > 1: a PodDisruptionBudget in whichever policy version the server serves (1.20: v1beta1).
     let pdb_version = js_mcp::operator::pdb_api_version(&client).await.unwrap();
     let (group, version) = pdb_version.split_once('/').unwrap();
     let pdb_api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         ns.name(),
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, "PodDisruptionBudget")),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            group,
+            version,
+            "PodDisruptionBudget",
+        )),
     );
-    assert!(pdb_api.get("alpha").await.is_ok(), "PDB {pdb_version} missing");
+    assert!(
+        pdb_api.get("alpha").await.is_ok(),
+        "PDB {pdb_version} missing"
+    );
 
     // The pods are real `js-mcp serve` processes: their /health answers at the pod IP.
     let pods = Api::<Pod>::namespaced(client.clone(), ns.name())
         .list(&ListParams::default().labels("jsmcp.io/instance=alpha"))
         .await
         .unwrap();
-    let running: Vec<_> = pods.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let running: Vec<_> = pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
     assert_eq!(running.len(), 2);
     for pod in running {
         let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
-        let health = reqwest::get(format!("http://{ip}:3000/health")).await.unwrap();
-        assert!(health.status().is_success(), "pod {ip} /health: {}", health.status());
+        let health = reqwest::get(format!("http://{ip}:3000/health"))
+            .await
+            .unwrap();
+        assert!(
+            health.status().is_success(),
+            "pod {ip} /health: {}",
+            health.status()
+        );
     }
 
     // An event says what the operator did.
@@ -222,7 +293,10 @@ async fn applying_an_instance_creates_owned_children_runs_pods_and_reports_ready
         &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
     );
     let listed = events.list(&ListParams::default()).await.unwrap();
-    assert!(listed.items.iter().any(|e| e.data["reason"] == "Created"), "no Created event");
+    assert!(
+        listed.items.iter().any(|e| e.data["reason"] == "Created"),
+        "no Created event"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +315,11 @@ async fn spec_and_referenced_secret_changes_roll_new_revisions_and_deletion_coll
     eventually("Degraded/MissingReference", TIMEOUT, || async {
         let status = api.get("beta").await.ok()?.status?;
         conditions::find(&status.conditions, conditions::DEGRADED)
-            .filter(|c| c.status == "True" && c.reason == "MissingReference" && c.message.contains("spec.authTokenSecretRef"))
+            .filter(|c| {
+                c.status == "True"
+                    && c.reason == "MissingReference"
+                    && c.message.contains("spec.authTokenSecretRef")
+            })
             .map(|_| ())
     })
     .await;
@@ -251,7 +329,10 @@ async fn spec_and_referenced_secret_changes_roll_new_revisions_and_deletion_coll
         "metadata": { "name": "token" }, "stringData": { "value": "first" }
     }))
     .unwrap();
-    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
     let first = ready_instance(&api, "beta", 1).await;
     let revision_1 = first.status.and_then(|s| s.current_revision).unwrap();
 
@@ -266,23 +347,39 @@ async fn spec_and_referenced_secret_changes_roll_new_revisions_and_deletion_coll
 
     // Changing the referenced Secret re-renders (its data is hashed into the pod template).
     secrets
-        .patch("token", &PatchParams::default(), &Patch::Merge(json!({ "stringData": { "value": "second" } })))
+        .patch(
+            "token",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": { "value": "second" } })),
+        )
         .await
         .unwrap();
     eventually("new revision after a Secret change", TIMEOUT, || async {
         let d = deployments.get("beta").await.ok()?;
-        template_annotation(&d, "jsmcp.io/revision").filter(|r| *r != revision_2 && *r != revision_1)
+        template_annotation(&d, "jsmcp.io/revision")
+            .filter(|r| *r != revision_2 && *r != revision_1)
     })
     .await;
     let rolled = ready_instance(&api, "beta", 1).await;
-    assert_ne!(rolled.status.and_then(|s| s.current_revision), Some(revision_2));
+    assert_ne!(
+        rolled.status.and_then(|s| s.current_revision),
+        Some(revision_2)
+    );
 
     // Deleting the instance garbage-collects every child.
-    api.delete("beta", &DeleteParams::foreground()).await.unwrap();
+    api.delete("beta", &DeleteParams::foreground())
+        .await
+        .unwrap();
     eventually("children garbage-collected", TIMEOUT, || async {
         let d = deployments.get_opt("beta").await.ok()?;
-        let s = Api::<Service>::namespaced(client.clone(), ns.name()).get_opt("beta").await.ok()?;
-        let c = Api::<ConfigMap>::namespaced(client.clone(), ns.name()).get_opt("beta-config").await.ok()?;
+        let s = Api::<Service>::namespaced(client.clone(), ns.name())
+            .get_opt("beta")
+            .await
+            .ok()?;
+        let c = Api::<ConfigMap>::namespaced(client.clone(), ns.name())
+            .get_opt("beta-config")
+            .await
+            .ok()?;
         (d.is_none() && s.is_none() && c.is_none()).then_some(())
     })
     .await;
@@ -310,10 +407,24 @@ async fn operator_does_not_fight_manual_scaling_or_rollout_restart() {
     // No replicas in the spec: scaling belongs to someone else.
     apply(&api, "gamma", json!({})).await;
     ready_instance(&api, "gamma", 1).await;
-    let out = kubectl(kubeconfig, &["-n", ns.name(), "scale", "deployment/gamma", "--replicas=2"]);
-    assert!(out.status.success(), "kubectl scale: {}", String::from_utf8_lossy(&out.stderr));
-    let out = kubectl(kubeconfig, &["-n", ns.name(), "rollout", "restart", "deployment/gamma"]);
-    assert!(out.status.success(), "kubectl rollout restart: {}", String::from_utf8_lossy(&out.stderr));
+    let out = kubectl(
+        kubeconfig,
+        &["-n", ns.name(), "scale", "deployment/gamma", "--replicas=2"],
+    );
+    assert!(
+        out.status.success(),
+        "kubectl scale: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl(
+        kubeconfig,
+        &["-n", ns.name(), "rollout", "restart", "deployment/gamma"],
+    );
+    assert!(
+        out.status.success(),
+        "kubectl rollout restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A spec change makes the operator apply again.
     apply(&api, "gamma", json!({ "config": { "logLevel": "debug" } })).await;
@@ -325,7 +436,11 @@ async fn operator_does_not_fight_manual_scaling_or_rollout_restart() {
         .then_some(d)
     })
     .await;
-    assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(2), "operator reverted manual scaling");
+    assert_eq!(
+        deployment.spec.as_ref().and_then(|s| s.replicas),
+        Some(2),
+        "operator reverted manual scaling"
+    );
     assert!(
         template_annotation(&deployment, "kubectl.kubernetes.io/restartedAt").is_some(),
         "operator dropped the rollout restart annotation"
@@ -337,21 +452,48 @@ async fn operator_does_not_fight_manual_scaling_or_rollout_restart() {
 async fn api_server_rejects_invalid_objects_naming_the_field() {
     let ns = TestNamespace::new("mcpi-invalid").await;
     let client = ns.client();
-    let api: Api<McpInstance> = Api::namespaced(client.clone(), ns.name());
+    // Raw objects: the typed client would refuse most of these before the API server sees them.
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns.name(),
+        &ApiResource::erase::<McpInstance>(&()),
+    );
     let cases = [
-        ("negative-replicas", json!({ "replicas": -1 }), "spec.replicas"),
-        ("unknown-store", json!({ "sessionStore": { "type": "etcd" } }), "spec.sessionStore.type"),
-        ("bad-image", json!({ "image": "Not A Valid//Image" }), "spec.image"),
-        ("missing-required", json!({ "ai": { "model": "gpt" } }), "spec.ai.baseUrl"),
+        (
+            "negative-replicas",
+            json!({ "replicas": -1 }),
+            "spec.replicas",
+        ),
+        (
+            "unknown-store",
+            json!({ "sessionStore": { "type": "etcd" } }),
+            "spec.sessionStore.type",
+        ),
+        (
+            "bad-image",
+            json!({ "image": "Not A Valid//Image" }),
+            "spec.image",
+        ),
+        (
+            "missing-required",
+            json!({ "ai": { "model": "gpt" } }),
+            "spec.ai.baseUrl",
+        ),
         ("bad-port", json!({ "port": 70000 }), "spec.port"),
     ];
     for (name, spec, field) in cases {
         let error = api
-            .create(&PostParams::default(), &serde_json::from_value(instance(name, spec)).unwrap())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value::<DynamicObject>(instance(name, spec)).unwrap(),
+            )
             .await
             .expect_err(name);
         let message = error.to_string();
-        assert!(message.contains(field), "{name}: error does not name {field}: {message}");
+        assert!(
+            message.contains(field),
+            "{name}: error does not name {field}: {message}"
+        );
     }
 }
 
@@ -363,7 +505,12 @@ async fn admitted_but_unservable_spec_gets_invalid_spec_condition_and_recovers_a
     let operator = Operator::start(client.clone(), ns.name());
     let api: Api<McpInstance> = Api::namespaced(client.clone(), ns.name());
 
-    apply(&api, "delta", json!({ "sessionStore": { "type": "redis" } })).await;
+    apply(
+        &api,
+        "delta",
+        json!({ "sessionStore": { "type": "redis" } }),
+    )
+    .await;
     let degraded = eventually("Degraded/InvalidSpec", TIMEOUT, || async {
         let status = api.get("delta").await.ok()?.status?;
         conditions::find(&status.conditions, conditions::DEGRADED)
@@ -371,15 +518,41 @@ async fn admitted_but_unservable_spec_gets_invalid_spec_condition_and_recovers_a
             .cloned()
     })
     .await;
-    assert!(degraded.message.contains("spec.sessionStore.redisUrlSecretRef"), "{}", degraded.message);
-    assert!(Api::<Deployment>::namespaced(client.clone(), ns.name()).get_opt("delta").await.unwrap().is_none());
+    assert!(
+        degraded
+            .message
+            .contains("spec.sessionStore.redisUrlSecretRef"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), ns.name())
+            .get_opt("delta")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Invalid specs wait for a change instead of crash-looping: no reconcile errors counted.
-    assert_eq!(metric_value(&operator.metrics().await, "jsmcp_operator_reconcile_errors_total"), 0.0);
+    assert_eq!(
+        metric_value(
+            &operator.metrics().await,
+            "jsmcp_operator_reconcile_errors_total"
+        ),
+        0.0
+    );
 
-    apply(&api, "delta", json!({ "sessionStore": { "type": "embedded" } })).await;
+    apply(
+        &api,
+        "delta",
+        json!({ "sessionStore": { "type": "embedded" } }),
+    )
+    .await;
     let fixed = ready_instance(&api, "delta", 1).await;
     let status = fixed.status.unwrap_or_default();
-    assert!(!conditions::is_true(&status.conditions, conditions::DEGRADED));
+    assert!(!conditions::is_true(
+        &status.conditions,
+        conditions::DEGRADED
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,7 +570,8 @@ async fn operator_killed_mid_reconcile_converges_without_duplicates_or_orphans()
     // SIGKILL it as soon as it has started working, then start a fresh one (which takes over
     // the lease after expiry, since a killed process cannot release it).
     eventually("first operator started reconciling", TIMEOUT, || async {
-        (metric_value(&scrape(first.admin).await, "jsmcp_operator_reconcile_total") > 0.0).then_some(())
+        (metric_value(&scrape(first.admin).await, "jsmcp_operator_reconcile_total") > 0.0)
+            .then_some(())
     })
     .await;
     first.kill();
@@ -405,8 +579,14 @@ async fn operator_killed_mid_reconcile_converges_without_duplicates_or_orphans()
     for name in &names {
         ready_instance(&api, name, 1).await;
     }
-    let deployments = Api::<Deployment>::namespaced(client.clone(), ns.name()).list(&ListParams::default()).await.unwrap();
-    let services = Api::<Service>::namespaced(client.clone(), ns.name()).list(&ListParams::default()).await.unwrap();
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns.name())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let services = Api::<Service>::namespaced(client.clone(), ns.name())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     let instances = api.list(&ListParams::default()).await.unwrap();
     assert_eq!(deployments.items.len(), names.len());
     assert_eq!(services.items.len(), names.len());
@@ -431,9 +611,16 @@ async fn with_two_operator_replicas_only_the_leader_acts() {
     apply(&api, "epsilon", json!({ "replicas": 1 })).await;
     ready_instance(&api, "epsilon", 1).await;
     let standby_metrics = standby.metrics().await;
-    assert!(!standby_metrics.is_empty(), "standby admin server not answering");
+    assert!(
+        !standby_metrics.is_empty(),
+        "standby admin server not answering"
+    );
     assert_eq!(metric_value(&standby_metrics, "jsmcp_operator_leader"), 0.0);
-    assert_eq!(metric_value(&standby_metrics, "jsmcp_operator_reconcile_total"), 0.0, "standby reconciled");
+    assert_eq!(
+        metric_value(&standby_metrics, "jsmcp_operator_reconcile_total"),
+        0.0,
+        "standby reconciled"
+    );
     assert!(metric_value(&leader.metrics().await, "jsmcp_operator_reconcile_total") > 0.0);
 
     // The leader stops gracefully and releases the lease: the standby takes over and acts.
@@ -442,7 +629,12 @@ async fn with_two_operator_replicas_only_the_leader_acts() {
         (metric_value(&standby.metrics().await, "jsmcp_operator_leader") == 1.0).then_some(())
     })
     .await;
-    apply(&api, "epsilon", json!({ "replicas": 1, "config": { "logLevel": "warn" } })).await;
+    apply(
+        &api,
+        "epsilon",
+        json!({ "replicas": 1, "config": { "logLevel": "warn" } }),
+    )
+    .await;
     eventually("new leader reconciled the change", TIMEOUT, || async {
         let current = api.get("epsilon").await.ok()?;
         (current.status?.observed_generation == current.metadata.generation).then_some(())
@@ -463,13 +655,23 @@ async fn paused_instance_keeps_its_children_unchanged() {
     ready_instance(&api, "zeta", 1).await;
     let before = template_annotation(&deployments.get("zeta").await.unwrap(), "jsmcp.io/revision");
 
-    apply(&api, "zeta", json!({ "replicas": 1, "paused": true, "config": { "maxSessions": 3 } })).await;
+    apply(
+        &api,
+        "zeta",
+        json!({ "replicas": 1, "paused": true, "config": { "maxSessions": 3 } }),
+    )
+    .await;
     eventually("Progressing/Paused", TIMEOUT, || async {
         let status = api.get("zeta").await.ok()?.status?;
-        conditions::find(&status.conditions, conditions::PROGRESSING).filter(|c| c.reason == "Paused").map(|_| ())
+        conditions::find(&status.conditions, conditions::PROGRESSING)
+            .filter(|c| c.reason == "Paused")
+            .map(|_| ())
     })
     .await;
-    assert_eq!(template_annotation(&deployments.get("zeta").await.unwrap(), "jsmcp.io/revision"), before);
+    assert_eq!(
+        template_annotation(&deployments.get("zeta").await.unwrap(), "jsmcp.io/revision"),
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,12 +680,22 @@ async fn kubectl_applies_the_committed_crds_and_lists_the_jsmcp_category() {
     let kubeconfig = shared_cluster().kubeconfig_path();
     let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/");
     let out = kubectl(kubeconfig, &["apply", "-f", crds]);
-    assert!(out.status.success(), "kubectl apply -f crds/: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl apply -f crds/: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let api: Api<McpInstance> = Api::namespaced(ns.client(), ns.name());
     let spec: McpInstanceSpec = serde_json::from_value(json!({ "replicas": 0 })).unwrap();
-    api.create(&PostParams::default(), &McpInstance::new("eta", spec)).await.unwrap();
+    api.create(&PostParams::default(), &McpInstance::new("eta", spec))
+        .await
+        .unwrap();
     let out = kubectl(kubeconfig, &["get", "jsmcp", "-n", ns.name()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "kubectl get jsmcp: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl get jsmcp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("mcpinstance.jsmcp.io/eta"), "{stdout}");
 }

@@ -53,9 +53,10 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
-        let _: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("config {} is not valid JSON: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
+        let _: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config {} is not valid JSON: {e}", path.display()))?;
     }
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await?;

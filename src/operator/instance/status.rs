@@ -124,7 +124,7 @@ pub fn rollout_conditions(view: &RolloutView, paused: bool) -> Vec<NewCondition>
             "the Deployment's rollout passed its progress deadline",
         )
     } else {
-        NewCondition::new(DEGRADED, false, "AsExpected", "")
+        NewCondition::new(DEGRADED, false, "AsExpected", "no problem found")
     };
     vec![ready, progressing, degraded]
 }
