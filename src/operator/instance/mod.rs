@@ -125,8 +125,11 @@ fn referrers(
 
 /// How the apply step ended; decides the conditions and when to look again.
 enum Outcome {
-    /// Children applied for this revision.
-    Applied { revision: String },
+    /// Children applied for this revision; the Deployment as the API server returned it.
+    Applied {
+        revision: String,
+        deployment: Box<Deployment>,
+    },
     /// `spec.paused`: children left as they are.
     Paused,
     /// The spec cannot be served: wait for a change, say so in Degraded.
@@ -161,8 +164,9 @@ async fn reconcile_inner(instance: &McpInstance, ctx: &Context) -> Result<Action
             Ok(resolved) => {
                 let children = build::build(instance, &resolved)?;
                 match apply_children(instance, ctx, &namespace, &children).await {
-                    Ok(()) => Outcome::Applied {
+                    Ok(deployment) => Outcome::Applied {
                         revision: children.revision,
+                        deployment: Box::new(deployment),
                     },
                     // The API server refused what the spec renders to (e.g. an invalid env var name):
                     // retrying cannot help until the spec changes.
@@ -254,7 +258,7 @@ async fn apply_children(
     ctx: &Context,
     namespace: &str,
     children: &Children,
-) -> Result<()> {
+) -> Result<Deployment> {
     let client = &ctx.client;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let name = instance.name_any();
@@ -273,18 +277,24 @@ async fn apply_children(
         .await?;
     }
     let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
-    let previous = deployments.get_opt(&name).await?;
-    apply_typed(deployments, &children.deployment, &params).await?;
+    let deployment = apply_typed(deployments, &children.deployment, &params).await?;
     apply_typed(
         Api::<Service>::namespaced(client.clone(), namespace),
         &children.service,
         &params,
     )
     .await?;
-    apply_pdb(ctx, namespace, &name, children.pdb.as_ref(), &params).await?;
+    // Only a PDB we may have made before needs deleting; skipping the rest saves a call per reconcile.
+    let had_pdb = instance.status.as_ref().is_some_and(|s| s.replicas > 1);
+    if children.pdb.is_some() || had_pdb {
+        apply_pdb(ctx, namespace, &name, children.pdb.as_ref(), &params).await?;
+    }
 
-    let previous_revision = previous.as_ref().and_then(revision_of);
-    if previous.is_none() {
+    let previous_revision = instance
+        .status
+        .as_ref()
+        .and_then(|s| s.current_revision.clone());
+    if previous_revision.is_none() {
         ctx.publish(
             instance,
             EventType::Normal,
@@ -310,7 +320,7 @@ async fn apply_children(
         )
         .await;
     }
-    Ok(())
+    Ok(deployment)
 }
 
 /// The revision annotation on a Deployment's pod template.
@@ -327,7 +337,7 @@ pub fn revision_of(deployment: &Deployment) -> Option<String> {
         .cloned()
 }
 
-async fn apply_typed<K>(api: Api<K>, object: &K, params: &PatchParams) -> Result<()>
+async fn apply_typed<K>(api: Api<K>, object: &K, params: &PatchParams) -> Result<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -339,8 +349,7 @@ where
     let mut body = serde_json::to_value(object)?;
     body["apiVersion"] = json!(K::api_version(&()));
     body["kind"] = json!(K::kind(&()));
-    api.patch(&name, params, &Patch::Apply(body)).await?;
-    Ok(())
+    Ok(api.patch(&name, params, &Patch::Apply(body)).await?)
 }
 
 async fn apply_pdb(
@@ -385,9 +394,14 @@ async fn update_status(
     let name = instance.name_any();
     let generation = instance.meta().generation;
     let previous = instance.status.clone().unwrap_or_default();
-    let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(&name)
-        .await?;
+    let deployment = match &outcome {
+        Outcome::Applied { deployment, .. } => Some(deployment.as_ref().clone()),
+        _ => {
+            Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
+                .get_opt(&name)
+                .await?
+        }
+    };
     let view = deployment
         .as_ref()
         .map(RolloutView::from_deployment)
@@ -407,7 +421,7 @@ async fn update_status(
         ..previous.clone()
     };
     let (updates, action) = match outcome {
-        Outcome::Applied { revision } => {
+        Outcome::Applied { revision, .. } => {
             next.current_revision = Some(revision);
             let conditions = status::rollout_conditions(&view, false);
             // Owned Deployments wake us on every status change; the requeue is only a resync.
