@@ -16,29 +16,27 @@ pub struct Applied {
     pub file: PathBuf,
 }
 
-/// The YAML files under `path`: the file itself, or every `*.yaml`/`*.yml` in the directory
-/// and its subdirectories, sorted by path.
+/// The YAML files of `path`: the file itself, or every `*.yaml`/`*.yml` directly in the directory,
+/// sorted. Like `kubectl apply -f DIR` without `-R`, sub-directories are not read, so
+/// `examples/workflows/` (workflow definitions, not Kubernetes objects) stays out.
 pub fn yaml_files(path: &Path) -> crate::Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| crate::Error::io(format!("reading {}", path.display()), e))?;
     let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| crate::Error::io(format!("reading {}", dir.display()), e))?;
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| crate::Error::io(format!("reading {}", dir.display()), e))?;
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if matches!(
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| crate::Error::io(format!("reading {}", path.display()), e))?;
+        let p = entry.path();
+        if p.is_file()
+            && matches!(
                 p.extension().and_then(|e| e.to_str()),
                 Some("yaml") | Some("yml")
-            ) {
-                out.push(p);
-            }
+            )
+        {
+            out.push(p);
         }
     }
     out.sort();
