@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::conditions::{self, DEGRADED, NewCondition, PROGRESSING, READY};
+use crate::api::conditions::{self, DEGRADED, READY};
 use crate::api::instance::{McpInstance, McpInstanceStatus};
 use crate::operator::FIELD_MANAGER;
 use crate::operator::context::Context;
@@ -437,56 +437,39 @@ async fn update_status(
             Action::requeue(Duration::from_secs(300)),
         ),
         Outcome::Invalid(message) => {
-            if !conditions::find(&previous.conditions, DEGRADED)
-                .is_some_and(|c| c.reason == "InvalidSpec" && c.message == message)
-            {
-                ctx.publish(
-                    instance,
-                    EventType::Warning,
-                    "InvalidSpec",
-                    "Validate",
-                    message.clone(),
-                )
-                .await;
-            }
-            let mut conditions = status::rollout_conditions(&view, instance.spec.paused);
-            conditions.retain(|c| c.type_ != DEGRADED && c.type_ != PROGRESSING);
-            conditions.push(NewCondition::new(DEGRADED, true, "InvalidSpec", message));
-            conditions.push(NewCondition::new(
-                PROGRESSING,
-                false,
+            warn_once(
+                ctx,
+                instance,
+                &previous,
                 "InvalidSpec",
+                "Validate",
+                &message,
+            )
+            .await;
+            let conditions = status::blocked_conditions(
+                &view,
+                "InvalidSpec",
+                message,
                 "waiting for a valid spec",
-            ));
+            );
             (conditions, Action::await_change())
         }
         Outcome::Missing(message) => {
-            if !conditions::find(&previous.conditions, DEGRADED)
-                .is_some_and(|c| c.reason == "MissingReference" && c.message == message)
-            {
-                ctx.publish(
-                    instance,
-                    EventType::Warning,
-                    "MissingReference",
-                    "Resolve",
-                    message.clone(),
-                )
-                .await;
-            }
-            let mut conditions = status::rollout_conditions(&view, instance.spec.paused);
-            conditions.retain(|c| c.type_ != DEGRADED && c.type_ != PROGRESSING);
-            conditions.push(NewCondition::new(
-                DEGRADED,
-                true,
+            warn_once(
+                ctx,
+                instance,
+                &previous,
+                "MissingReference",
+                "Resolve",
+                &message,
+            )
+            .await;
+            let conditions = status::blocked_conditions(
+                &view,
                 "MissingReference",
                 message,
-            ));
-            conditions.push(NewCondition::new(
-                PROGRESSING,
-                false,
-                "MissingReference",
                 "waiting for the referenced object",
-            ));
+            );
             (conditions, Action::requeue(Duration::from_secs(30)))
         }
     };
@@ -512,6 +495,29 @@ async fn update_status(
             .await?;
     }
     Ok(action)
+}
+
+/// Publishes a Warning event unless Degraded already says the same thing (no event storm on resync).
+async fn warn_once(
+    ctx: &Context,
+    instance: &McpInstance,
+    previous: &McpInstanceStatus,
+    reason: &str,
+    action: &str,
+    message: &str,
+) {
+    let already_said = conditions::find(&previous.conditions, DEGRADED)
+        .is_some_and(|c| c.status == "True" && c.reason == reason && c.message == message);
+    if !already_said {
+        ctx.publish(
+            instance,
+            EventType::Warning,
+            reason,
+            action,
+            message.to_string(),
+        )
+        .await;
+    }
 }
 
 fn error_policy(instance: Arc<McpInstance>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -129,6 +129,21 @@ pub fn rollout_conditions(view: &RolloutView, paused: bool) -> Vec<NewCondition>
     vec![ready, progressing, degraded]
 }
 
+/// Conditions while the operator cannot apply (invalid spec, missing reference): Degraded says
+/// why, Progressing says what it waits for, Ready still reflects what runs now.
+pub fn blocked_conditions(
+    view: &RolloutView,
+    reason: &str,
+    message: String,
+    waiting_for: &str,
+) -> Vec<NewCondition> {
+    let mut conditions = rollout_conditions(view, false);
+    conditions.retain(|c| c.type_ == READY);
+    conditions.push(NewCondition::new(DEGRADED, true, reason, message));
+    conditions.push(NewCondition::new(PROGRESSING, false, reason, waiting_for));
+    conditions
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +182,27 @@ mod tests {
         let conditions = rollout_conditions(&v, true);
         assert_eq!(conditions[1].reason, "Paused");
         assert!(conditions[2].status && conditions[2].reason == "ProgressDeadlineExceeded");
+    }
+
+    #[test]
+    fn blocked_instance_is_degraded_with_the_reason_and_keeps_ready_from_the_pods() {
+        let conditions = blocked_conditions(
+            &view(1, 1, 1, 1),
+            "InvalidSpec",
+            "spec.x: bad".into(),
+            "waiting",
+        );
+        assert!(conditions.iter().any(|c| c.type_ == READY && c.status));
+        assert!(
+            conditions
+                .iter()
+                .any(|c| c.type_ == DEGRADED && c.status && c.reason == "InvalidSpec")
+        );
+        assert!(
+            conditions
+                .iter()
+                .any(|c| c.type_ == PROGRESSING && !c.status && c.message == "waiting")
+        );
     }
 
     #[test]
