@@ -610,6 +610,13 @@ async fn with_two_operator_replicas_only_the_leader_acts() {
     let standby = Operator::start(client.clone(), ns.name());
     apply(&api, "epsilon", json!({ "replicas": 1 })).await;
     ready_instance(&api, "epsilon", 1).await;
+    // Both replicas are live and ready: the leader after its caches synced, the standby because waiting is its job.
+    for admin in [leader.admin, standby.admin] {
+        for path in ["healthz", "readyz"] {
+            let response = reqwest::get(format!("http://{admin}/{path}")).await.unwrap();
+            assert!(response.status().is_success(), "{admin}/{path}: {}", response.status());
+        }
+    }
     let standby_metrics = standby.metrics().await;
     assert!(
         !standby_metrics.is_empty(),
