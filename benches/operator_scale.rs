@@ -22,6 +22,16 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    ticks / 100.0
+}
+
 fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
@@ -62,6 +72,9 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(pid, "VmRSS:");
 
+    let control_plane: Vec<(&'static str, u32)> = cluster.pids();
+    let cpu_before: Vec<f64> = control_plane.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let operator_cpu_before = cpu_seconds(pid);
     let api: Api<McpInstance> = Api::namespaced(client.clone(), ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let started = Instant::now();
@@ -124,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
     let errors = metric_sum(&metrics, "jsmcp_operator_reconcile_errors_total");
     peak_rss = peak_rss.max(rss_kib(pid, "VmHWM:"));
 
+    let operator_cpu = cpu_seconds(pid) - operator_cpu_before;
     println!("operator_scale: instances={count}");
     println!(
         "  apply of all instances done after   {:>8.2} s",
@@ -147,6 +161,10 @@ async fn main() -> anyhow::Result<()> {
         peak_rss as f64 / 1024.0
     );
 
+    println!("  CPU used during the run (s): operator {operator_cpu:.1}");
+    for ((name, pid), before) in control_plane.iter().zip(cpu_before) {
+        println!("  CPU used during the run (s): {name} {:.1}", cpu_seconds(*pid) - before);
+    }
     let _ = operator.kill();
     let _ = operator.wait();
     cluster.stop();
