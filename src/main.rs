@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the embedded session/workflow MCP server.
-    Serve(js_mcp::server::ServeArgs),
+    Serve(Box<js_mcp::server::ServeArgs>),
     /// Run the controllers for the js-mcp custom resources.
     Operator(js_mcp::operator::OperatorArgs),
     /// Print the CRD YAML (the source of `crds/`).
@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => js_mcp::server::run(args).await,
+            Command::Serve(args) => js_mcp::server::run(*args).await,
             Command::Operator(args) => Ok(js_mcp::operator::run(args).await?),
             Command::Crds => {
                 print!("{}", js_mcp::api::crds_yaml()?);
