@@ -28,7 +28,10 @@ fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
     ticks / 100.0
 }
 
@@ -73,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
     let idle_rss = rss_kib(pid, "VmRSS:");
 
     let control_plane: Vec<(&'static str, u32)> = cluster.pids();
-    let cpu_before: Vec<f64> = control_plane.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let cpu_before: Vec<f64> = control_plane
+        .iter()
+        .map(|(_, pid)| cpu_seconds(*pid))
+        .collect();
     let operator_cpu_before = cpu_seconds(pid);
     let api: Api<McpInstance> = Api::namespaced(client.clone(), ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
@@ -163,7 +169,10 @@ async fn main() -> anyhow::Result<()> {
 
     println!("  CPU used during the run (s): operator {operator_cpu:.1}");
     for ((name, pid), before) in control_plane.iter().zip(cpu_before) {
-        println!("  CPU used during the run (s): {name} {:.1}", cpu_seconds(*pid) - before);
+        println!(
+            "  CPU used during the run (s): {name} {:.1}",
+            cpu_seconds(*pid) - before
+        );
     }
     let _ = operator.kill();
     let _ = operator.wait();

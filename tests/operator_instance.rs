@@ -613,8 +613,14 @@ async fn with_two_operator_replicas_only_the_leader_acts() {
     // Both replicas are live and ready: the leader after its caches synced, the standby because waiting is its job.
     for admin in [leader.admin, standby.admin] {
         for path in ["healthz", "readyz"] {
-            let response = reqwest::get(format!("http://{admin}/{path}")).await.unwrap();
-            assert!(response.status().is_success(), "{admin}/{path}: {}", response.status());
+            let response = reqwest::get(format!("http://{admin}/{path}"))
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_success(),
+                "{admin}/{path}: {}",
+                response.status()
+            );
         }
     }
     let standby_metrics = standby.metrics().await;
