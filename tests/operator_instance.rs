@@ -611,16 +611,13 @@ async fn with_two_operator_replicas_only_the_leader_acts() {
     apply(&api, "epsilon", json!({ "replicas": 1 })).await;
     ready_instance(&api, "epsilon", 1).await;
     // Both replicas are live and ready: the leader after its caches synced, the standby because waiting is its job.
-    for admin in [leader.admin, standby.admin] {
+    for admin in &[leader.admin, standby.admin] {
         for path in ["healthz", "readyz"] {
-            let response = reqwest::get(format!("http://{admin}/{path}"))
-                .await
-                .unwrap();
-            assert!(
-                response.status().is_success(),
-                "{admin}/{path}: {}",
-                response.status()
-            );
+            eventually(&format!("{admin}/{path} answers 200"), TIMEOUT, || async {
+                let response = reqwest::get(format!("http://{admin}/{path}")).await.ok()?;
+                response.status().is_success().then_some(())
+            })
+            .await;
         }
     }
     let standby_metrics = standby.metrics().await;

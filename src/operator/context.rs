@@ -7,7 +7,7 @@ use std::time::Duration;
 use kube::Client;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 
 use crate::api::McpInstance;
 use crate::operator::metrics::Metrics;
@@ -28,7 +28,6 @@ pub struct Context {
     pub metrics: Metrics,
     recorder: Recorder,
     failures: Mutex<HashMap<ObjectRef<McpInstance>, u32>>,
-    stores: Mutex<Vec<Store<McpInstance>>>,
 }
 
 impl Context {
@@ -52,7 +51,6 @@ impl Context {
             metrics,
             recorder,
             failures: Mutex::new(HashMap::new()),
-            stores: Mutex::new(Vec::new()),
         }
     }
 
@@ -93,23 +91,23 @@ impl Context {
             .remove(object);
     }
 
-    /// Keeps a controller's reflector store so readiness can wait for it to sync.
-    pub fn mark_store(&self, store: Store<McpInstance>) {
-        self.stores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(store);
-    }
-
-    /// Resolves once every controller's cache has synced.
-    pub async fn wait_until_synced(&self) {
-        let stores: Vec<Store<McpInstance>> = self
-            .stores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for store in stores {
-            let _ = store.wait_until_ready().await;
+    /// Resolves once the watched McpInstances can be listed (API reachable, RBAC allows it).
+    ///
+    /// Not `Store::wait_until_ready`: kube-runtime's Controller already awaits that store's
+    /// readiness, and its DelayedInit keeps a single waker, so a second waiter can starve
+    /// forever (seen here as a /readyz stuck at 503). The Controller itself still waits for its
+    /// cache before the first reconcile.
+    pub async fn wait_until_listable(&self) {
+        let api: kube::Api<McpInstance> = match &self.namespace {
+            Some(ns) => kube::Api::namespaced(self.client.clone(), ns),
+            None => kube::Api::all(self.client.clone()),
+        };
+        loop {
+            match api.list(&kube::api::ListParams::default().limit(1)).await {
+                Ok(_) => return,
+                Err(error) => tracing::warn!(%error, "cannot list McpInstances yet"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }

@@ -139,7 +139,7 @@ pub async fn run_controllers(
     let sync_ctx = ctx.clone();
     let sync_ready = ready.clone();
     tokio::spawn(async move {
-        sync_ctx.wait_until_synced().await;
+        sync_ctx.wait_until_listable().await;
         sync_ready.store(true, Ordering::Relaxed);
     });
 

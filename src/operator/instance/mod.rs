@@ -43,7 +43,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(instances, watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency));
     let store = controller.store();
-    ctx.mark_store(store.clone());
     let secret_store = store.clone();
     let config_map_store = store.clone();
     let stop = shutdown.clone();
