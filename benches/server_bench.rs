@@ -39,7 +39,8 @@ struct Options {
     out: PathBuf,
     /// Drive an already running js-mcp at this address with one scenario (for profiling).
     addr: Option<SocketAddr>,
-    /// The scenario for `--addr`: session-ops, tools-call, init-delete, workflows.
+    /// The scenario for `--addr`: session-ops, tools-call (one session per connection),
+    /// tools-call-1 (all connections on one session), init-delete, workflows.
     only: String,
 }
 
@@ -796,6 +797,7 @@ fn fsync_ms() -> f64 {
 async fn run_one(addr: SocketAddr, o: &Options) {
     let mut s = match o.only.as_str() {
         "tools-call" => tools_call_bench(addr, o.conns, false, "ping", json!({}), o).await,
+        "tools-call-1" => tools_call_bench(addr, o.conns, true, "ping", json!({}), o).await,
         "init-delete" => init_delete_bench(addr, o.conns, o).await,
         "workflows" => workflow_bench(addr, o).await,
         _ => session_ops_bench(addr, o).await,

@@ -828,3 +828,36 @@ fn workflow_endpoints_run_workflows_or_say_why_they_cannot() {
         .json();
     assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn sigterm_ends_open_sse_streams_and_exits_cleanly() {
+    use std::io::{Read, Write};
+    let dir = tmp();
+    let mut s = Server::start(dir.path(), &[], &[]);
+    let sid = mcp_initialize(&s);
+    // A client holding the standalone GET stream open, as SDK clients do.
+    let mut stream = std::net::TcpStream::connect(s.addr).unwrap_or_else(|e| panic!("{e}"));
+    stream
+        .set_read_timeout(Some(server_support::READY_TIMEOUT))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let req = format!(
+        "GET /mcp HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nMcp-Protocol-Version: 2025-06-18\r\n\r\n",
+        s.addr
+    );
+    stream
+        .write_all(req.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The response head (and the priming event) arrive at once: the stream is open.
+    let mut head = [0u8; 512];
+    let n = stream.read(&mut head).unwrap_or_else(|e| panic!("{e}"));
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    assert_eq!(
+        s.terminate(),
+        Some(0),
+        "serve must exit 0 with an open SSE stream"
+    );
+    // The server ended the stream: reading reaches EOF instead of blocking.
+    let mut rest = Vec::new();
+    let r = stream.read_to_end(&mut rest);
+    assert!(r.is_ok(), "stream did not end cleanly: {r:?}");
+}

@@ -339,21 +339,6 @@ impl Settings {
             )?),
         })
     }
-
-    /// Settings for tests and benches: loopback, embedded store in `data_dir`, defaults.
-    pub fn for_tests(data_dir: &Path) -> Settings {
-        let args = ServeArgs {
-            bind: Some(IpAddr::from([127, 0, 0, 1])),
-            port: Some(0),
-            data_dir: Some(data_dir.to_path_buf()),
-            ..Default::default()
-        };
-        match Settings::resolve(&args, &FileConfig::default()) {
-            Ok(s) => s,
-            // Defaults are valid by construction; this arm only keeps the function total.
-            Err(e) => unreachable!("default settings are invalid: {e}"),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -158,14 +158,24 @@ pub async fn drain(State(st): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Records `jsmcp_http_requests_total` and `jsmcp_http_request_duration_seconds`.
-pub async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// The one middleware every routed request passes (one layer, not three: axum clones the
+/// inner service per layer and request). It records `jsmcp_http_requests_total` and
+/// `jsmcp_http_request_duration_seconds` by route template, checks the bearer token on
+/// `/mcp`, `/api/...` and `/admin/...`, and runs the MCP gate on `/mcp`.
+pub async fn entry(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let t = Instant::now();
-    // The route template, never the raw path, so label values stay bounded.
     let matched = req.extensions().get::<MatchedPath>().cloned();
+    // The route template, never the raw path, so label values stay bounded.
     let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
     let method = method_label(req.method());
-    let resp = next.run(req).await;
+    let protected = route == "/mcp" || route.starts_with("/api/") || route.starts_with("/admin/");
+    let resp = if let Some(denied) = protected.then(|| auth_failure(&st, &req)).flatten() {
+        denied
+    } else if route == "/mcp" {
+        mcp_gate(&st, req, next).await
+    } else {
+        next.run(req).await
+    };
     let m = &st.metrics;
     m.http_duration
         .with_label_values(&[route, method])
@@ -189,28 +199,27 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// Requires `Authorization: Bearer <token>` when a token is configured.
-pub async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if let Some(token) = &st.settings.auth_token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            let mut resp = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong bearer token (Authorization: Bearer <token>)",
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return resp;
-        }
+/// `Some(401)` when a token is configured and the request does not carry it.
+fn auth_failure(st: &AppState, req: &Request) -> Option<Response> {
+    let token = st.settings.auth_token.as_ref()?;
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        return None;
     }
-    next.run(req).await
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong bearer token (Authorization: Bearer <token>)",
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(resp)
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a guess matched.
@@ -224,7 +233,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// In front of rmcp: when the MCP session table is full or the server drains, answer an
 /// `initialize` with 503 and a JSON-RPC error naming the reason (rmcp alone would say 500).
 /// Only then is the body parsed, so the common path costs nothing.
-pub async fn mcp_gate(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn mcp_gate(st: &AppState, req: Request, next: Next) -> Response {
     let full = st.mcp_live.load(Ordering::Relaxed) >= st.settings.max_mcp_sessions;
     let draining = st.is_draining();
     let is_post = req.method() == Method::POST;

@@ -463,11 +463,6 @@ impl McpServer {
         r
     }
 
-    /// The shared state (for the conformance fixtures).
-    pub fn state(&self) -> &Arc<AppState> {
-        &self.state
-    }
-
     async fn docker(&self, call: DockerCall) -> CallToolResult {
         let Some(docker) = self.state.backends.docker.clone() else {
             return tool_error(format!(

@@ -108,24 +108,19 @@ impl AppState {
     }
 }
 
-/// The server's routes: open probes, and `/mcp`, `/api/v1`, `/admin` behind the optional token.
+/// The server's routes: open probes, and `/mcp`, `/api/v1`, `/admin` behind the optional
+/// token (checked, with metrics and the MCP gate, by the single [`http::entry`] layer).
 pub fn app(state: Arc<AppState>) -> Router {
-    let mcp = Router::new()
-        .route_service("/mcp", mcp::service(state.clone()))
-        .layer(from_fn_with_state(state.clone(), http::mcp_gate));
-    let protected = Router::new()
-        .merge(api::routes())
-        .route("/admin/drain", post(http::drain))
-        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
-        .merge(mcp)
-        .route_layer(from_fn_with_state(state.clone(), http::auth));
     Router::new()
         .route("/health", get(http::health))
         .route("/ready", get(http::ready))
         .route("/status", get(http::status))
         .route("/metrics", get(http::metrics))
-        .merge(protected)
-        .route_layer(from_fn_with_state(state.clone(), http::track))
+        .merge(api::routes())
+        .route("/admin/drain", post(http::drain))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .route_service("/mcp", mcp::service(state.clone()))
+        .route_layer(from_fn_with_state(state.clone(), http::entry))
         .with_state(state)
 }
 
