@@ -148,7 +148,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn SessionSt
 pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
     let metrics = Metrics::new()?;
     let store = open_store(&settings).await?;
-    let backends = adapters::build(&settings, &metrics).await;
+    let backends = adapters::build(&settings, &metrics).await?;
     let state = AppState::new(settings, store, backends, metrics);
     state.sessions.refresh_gauge().await;
     Ok(state)
