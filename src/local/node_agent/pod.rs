@@ -670,6 +670,9 @@ impl Worker {
         };
         let command: Vec<String> = command.iter().map(|a| expand(a, lookup)).collect();
         let mut args: Vec<String> = args.iter().map(|a| expand(a, lookup)).collect();
+        // The serve binary is a host path, never a path inside the pod: it must not be rewritten
+        // (a checkout under /tmp would otherwise land in the pod's /tmp emptyDir).
+        let mut host_program = false;
         let (program, mut argv): (String, Vec<String>) = if js_mcp {
             let runs_self = command.is_empty()
                 || command
@@ -678,6 +681,7 @@ impl Worker {
             if runs_self {
                 let extra: Vec<String> = command.iter().skip(1).cloned().collect();
                 rebind_args(&mut args, &pod_ip);
+                host_program = true;
                 (
                     self.ctx.serve_binary.display().to_string(),
                     extra.into_iter().chain(args).collect(),
@@ -699,7 +703,11 @@ impl Worker {
             };
             (first, full.collect())
         };
-        let program = rewriter.rewrite(&program);
+        let program = if host_program {
+            program
+        } else {
+            rewriter.rewrite(&program)
+        };
         for a in argv.iter_mut() {
             *a = rewriter.rewrite(a);
         }
