@@ -36,10 +36,13 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines()
+    // `+ 0.0`: an empty float sum is -0.0, which would print as "-0".
+    let sum: f64 = text
+        .lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .sum();
+    sum + 0.0
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
