@@ -63,9 +63,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
 
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let admin_port = js_mcp::local::process::free_port()?;
     let mut operator = std::process::Command::new(env!("CARGO_BIN_EXE_js-mcp"))
         .arg("operator")
         .env("KUBECONFIG", cluster.kubeconfig_path())

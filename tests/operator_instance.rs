@@ -79,10 +79,7 @@ async fn scrape(admin: SocketAddr) -> String {
 }
 
 fn free_loopback_addr() -> SocketAddr {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0);
+    let port = js_mcp::local::process::free_port().unwrap_or_else(|e| panic!("{e}"));
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 

@@ -576,11 +576,6 @@ pub fn references_hash(mut entries: Vec<(String, Vec<u8>)>) -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
-/// The API version of a kind, as `Resource` reports it (for apply bodies and owner refs).
-pub fn api_version_of<K: Resource<DynamicType = ()>>() -> String {
-    K::api_version(&()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,9 +42,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=js-mcp-operator");
     let controller = Controller::new(instances, watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency));
-    let store = controller.store();
-    let secret_store = store.clone();
-    let config_map_store = store.clone();
+    let secret_store = controller.store();
+    let config_map_store = secret_store.clone();
     let stop = shutdown.clone();
     controller
         .owns(deployments, owned.clone())
@@ -124,11 +123,9 @@ fn referrers(
 
 /// How the apply step ended; decides the conditions and when to look again.
 enum Outcome {
-    /// Children applied for this revision; the Deployment as the API server returned it.
-    Applied {
-        revision: String,
-        deployment: Box<Deployment>,
-    },
+    /// Children applied; the Deployment as the API server returned it (its pod template carries
+    /// the revision).
+    Applied { deployment: Box<Deployment> },
     /// `spec.paused`: children left as they are.
     Paused,
     /// The spec cannot be served: wait for a change, say so in Degraded.
@@ -164,7 +161,6 @@ async fn reconcile_inner(instance: &McpInstance, ctx: &Context) -> Result<Action
                 let children = build::build(instance, &resolved)?;
                 match apply_children(instance, ctx, &namespace, &children).await {
                     Ok(deployment) => Outcome::Applied {
-                        revision: children.revision,
                         deployment: Box::new(deployment),
                     },
                     // The API server refused what the spec renders to (e.g. an invalid env var name):
@@ -394,7 +390,7 @@ async fn update_status(
     let generation = instance.meta().generation;
     let previous = instance.status.clone().unwrap_or_default();
     let deployment = match &outcome {
-        Outcome::Applied { deployment, .. } => Some(deployment.as_ref().clone()),
+        Outcome::Applied { deployment } => Some(deployment.as_ref().clone()),
         _ => {
             Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
                 .get_opt(&name)
@@ -420,8 +416,7 @@ async fn update_status(
         ..previous.clone()
     };
     let (updates, action) = match outcome {
-        Outcome::Applied { revision, .. } => {
-            next.current_revision = Some(revision);
+        Outcome::Applied { .. } => {
             let conditions = status::rollout_conditions(&view, false);
             // Owned Deployments wake us on every status change; the requeue is only a resync.
             let requeue = if view.complete() {
