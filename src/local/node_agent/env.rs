@@ -142,8 +142,22 @@ pub async fn container_env(
     };
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
-        if let Some(cm_ref) = &from.config_map_ref {
-            match refs.config_map(&cm_ref.name).await? {
+        // (kind, name, optional): a ConfigMap and a Secret source read the same way.
+        let sources = [
+            from.config_map_ref
+                .as_ref()
+                .map(|r| ("configmap", r.name.as_str(), r.optional)),
+            from.secret_ref
+                .as_ref()
+                .map(|r| ("secret", r.name.as_str(), r.optional)),
+        ];
+        for (kind, name, optional) in sources.into_iter().flatten() {
+            let data = if kind == "configmap" {
+                refs.config_map(name).await?
+            } else {
+                refs.secret(name).await?
+            };
+            match data {
                 Some(data) => {
                     for (k, v) in data {
                         set(
@@ -153,31 +167,11 @@ pub async fn container_env(
                         );
                     }
                 }
-                None if cm_ref.optional == Some(true) => {}
+                None if optional == Some(true) => {}
                 None => {
                     return Err(missing(format!(
-                        "configmap {:?} (envFrom of container {:?}) not found",
-                        cm_ref.name, container.name
-                    )));
-                }
-            }
-        }
-        if let Some(s_ref) = &from.secret_ref {
-            match refs.secret(&s_ref.name).await? {
-                Some(data) => {
-                    for (k, v) in data {
-                        set(
-                            &mut env,
-                            format!("{prefix}{k}"),
-                            String::from_utf8_lossy(&v).into_owned(),
-                        );
-                    }
-                }
-                None if s_ref.optional == Some(true) => {}
-                None => {
-                    return Err(missing(format!(
-                        "secret {:?} (envFrom of container {:?}) not found",
-                        s_ref.name, container.name
+                        "{kind} {name:?} (envFrom of container {:?}) not found",
+                        container.name
                     )));
                 }
             }
