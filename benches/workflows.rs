@@ -141,7 +141,7 @@ fn main() -> anyhow::Result<()> {
         let engine = Engine::new(
             Arc::new(catalog),
             StepDeps {
-                http: reqwest::Client::new(),
+                http: Default::default(),
                 docker: None,
                 ai: None,
             },

@@ -418,7 +418,7 @@ async fn the_docker_maintenance_workflow_reports_then_prunes_through_the_engine(
     let engine = Engine::new(
         Arc::new(Catalog::builtin()),
         StepDeps {
-            http: reqwest::Client::new(),
+            http: Default::default(),
             docker: Some(Arc::new(podman.client())),
             ai: None,
         },

@@ -823,6 +823,15 @@ fn workflow_endpoints_run_workflows_or_say_why_they_cannot() {
             .map(Vec::is_empty)
             .unwrap_or(true)
     );
+    // The session keeps each completed step's result, the same output the run record holds.
+    let outputs = got["record"]["outputs"].as_object().cloned().unwrap_or_default();
+    assert!(!outputs.is_empty(), "{got}");
+    for (step, output) in &outputs {
+        assert_eq!(
+            &session["workflow_state"]["step_results"][step], output,
+            "step {step}: {session}"
+        );
+    }
     let runs = s
         .json("GET", &format!("/api/v1/runs?session_id={sid}"), None)
         .json();

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 fn deps() -> StepDeps {
     StepDeps {
-        http: reqwest::Client::new(),
+        http: Default::default(),
         docker: None,
         ai: None,
     }

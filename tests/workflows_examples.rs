@@ -82,7 +82,7 @@ async fn run(
     ai_base: Option<&str>,
 ) -> RunRecord {
     let deps = StepDeps {
-        http: reqwest::Client::new(),
+        http: Default::default(),
         docker: None,
         ai: ai_base.map(|base| {
             Arc::new(

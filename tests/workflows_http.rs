@@ -102,7 +102,7 @@ async fn start_server() -> (String, Counters) {
 
 fn deps(ai_base: Option<&str>) -> StepDeps {
     StepDeps {
-        http: reqwest::Client::new(),
+        http: Default::default(),
         docker: None,
         ai: ai_base.map(|base| {
             Arc::new(

@@ -109,10 +109,9 @@ impl WorkflowBackend for Workflows {
     ) -> Result<BoxFuture<'static, Value>, String> {
         let sink = Arc::new(move |ev: RunEvent| match ev {
             RunEvent::StepStarted { step, .. } => on_step(StepEvent::Started { step }),
-            RunEvent::StepCompleted { step, .. } => on_step(StepEvent::Completed {
-                step,
-                output: Value::Null,
-            }),
+            RunEvent::StepCompleted { step, output, .. } => {
+                on_step(StepEvent::Completed { step, output })
+            }
             RunEvent::StepFailed { step, error, .. } => on_step(StepEvent::Failed { step, error }),
             RunEvent::StepSkipped { step, .. } => on_step(StepEvent::Skipped { step }),
             _ => {}
@@ -218,7 +217,7 @@ pub async fn build(settings: &Settings, _metrics: &Metrics) -> anyhow::Result<Ba
         )
     };
     let deps = StepDeps {
-        http: reqwest::Client::new(),
+        http: Default::default(),
         docker,
         ai,
     };

@@ -30,11 +30,23 @@ use crate::server::docker::DockerClient;
 #[derive(Clone, Debug)]
 pub struct StepDeps {
     /// Client for `http.request` steps.
-    pub http: reqwest::Client,
+    pub http: LazyHttpClient,
     /// Docker Engine for `docker.*` steps.
     pub docker: Option<Arc<DockerClient>>,
     /// Completion API for `ai.complete` steps.
     pub ai: Option<Arc<AiClient>>,
+}
+
+/// The `http.request` client, built by the first HTTP step. Building a client loads the
+/// TLS roots, which a server that never runs an HTTP step should not pay for at startup.
+#[derive(Clone, Debug, Default)]
+pub struct LazyHttpClient(Arc<std::sync::OnceLock<reqwest::Client>>);
+
+impl LazyHttpClient {
+    /// The shared client, built on first use.
+    pub fn get(&self) -> &reqwest::Client {
+        self.0.get_or_init(reqwest::Client::new)
+    }
 }
 
 /// What to run.
@@ -249,6 +261,8 @@ pub enum RunEvent {
         run_id: String,
         /// Step name.
         step: String,
+        /// What the step produced (also in the run record).
+        output: Value,
         /// Attempts it took.
         attempts: u32,
         /// Time it took.
@@ -729,11 +743,12 @@ impl Run {
                     match outcome {
                         Outcome::Completed(output) => {
                             slots[i].status = StepStatus::Completed;
-                            slots[i].output = Some(output);
+                            slots[i].output = Some(output.clone());
                             let done = finished.fetch_add(1, Ordering::Relaxed) + 1;
                             (self.on_event)(RunEvent::StepCompleted {
                                 run_id: self.run_id.clone(),
                                 step: step.name.clone(),
+                                output,
                                 attempts,
                                 duration_ms: millis(took),
                                 progress: self.progress(Some(&step.name), done),

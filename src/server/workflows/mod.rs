@@ -23,7 +23,7 @@ pub use catalog::{
 };
 pub use definition::{DefinitionFormat, OnError, StepDefinition, TimeoutSpec, WorkflowDefinition};
 pub use engine::{
-    Engine, EngineError, EventSink, Progress, RunError, RunEvent, RunHandle, RunInput, RunRecord,
-    RunStatus, StepDeps, StepRecord, StepStatus,
+    Engine, EngineError, EventSink, LazyHttpClient, Progress, RunError, RunEvent, RunHandle,
+    RunInput, RunRecord, RunStatus, StepDeps, StepRecord, StepStatus,
 };
 pub use tools::{MAX_HTTP_BODY, MAX_SLEEP};

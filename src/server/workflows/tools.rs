@@ -325,7 +325,7 @@ pub(crate) async fn execute(
         Tool::Transform => transform(&map).map_err(StepError::permanent),
         Tool::HttpRequest => {
             let p = HttpParams::parse(&map).map_err(StepError::permanent)?;
-            http_request(&ctx.deps.http, p).await
+            http_request(ctx.deps.http.get(), p).await
         }
         Tool::DockerInfo | Tool::DockerPs | Tool::DockerDf | Tool::DockerPrune => {
             let docker = ctx.deps.docker.as_ref().ok_or_else(|| {
