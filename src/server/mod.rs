@@ -4,6 +4,7 @@
 //! Layout: [`config`] (flags, env, file), [`sessions`] (model), [`store`] (embedded redb and
 //! Redis), [`service`] (session ops + metrics), [`runs`] (workflow runs), [`api`] (REST),
 //! [`http`] (probes, admin, middleware), [`mcp`] (Streamable HTTP + tools), [`metrics`],
+//! [`footprint`] (gives back startup-only code pages),
 //! [`backends`] (seams to Docker, AI and the workflow engine) and [`adapters`] (the real ones).
 
 pub mod adapters;
@@ -14,6 +15,7 @@ pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod docker;
+pub mod footprint;
 pub mod http;
 pub mod mcp;
 pub mod metrics;
@@ -234,5 +236,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = build_state(settings).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, store = state.sessions.store().kind(), "js-mcp serve listening");
+    match footprint::release_startup_pages() {
+        Ok(kib) => tracing::debug!(kib, "gave back the startup-only code pages"),
+        Err(e) => tracing::debug!(error = %e, "startup code pages kept"),
+    }
     serve(state, listener, crate::operator::shutdown_signal()).await
 }
