@@ -21,6 +21,11 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+/// The same allocator as the `js-mcp` binary, so the bare axum and rmcp ceilings (children
+/// of this binary) differ from js-mcp only in what the servers do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // ---------------------------------------------------------------------------------------------
 // Options.
 
@@ -40,7 +45,8 @@ struct Options {
     /// Drive an already running js-mcp at this address with one scenario (for profiling).
     addr: Option<SocketAddr>,
     /// The scenario for `--addr`: session-ops, tools-call (one session per connection),
-    /// tools-call-1 (all connections on one session), init-delete, workflows.
+    /// tools-call-1 (all connections on one session), session-get (the session tool of the
+    /// TypeScript comparison), init-delete, workflows.
     only: String,
 }
 
@@ -97,16 +103,31 @@ struct Proc {
 }
 
 impl Proc {
-    fn rss_bytes(&self) -> u64 {
+    /// A `/proc/PID/status` field in bytes (`VmRSS`, `RssAnon`, `RssFile`).
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|kb| kb.parse::<u64>().ok())
             .map(|kb| kb * 1024)
             .unwrap_or(0)
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS")
+    }
+
+    /// "12.3 MiB (private 1.4, file-backed code 10.9)".
+    fn rss_report(&self) -> String {
+        format!(
+            "{:.1} MiB (private {:.1}, file-backed {:.1})",
+            mib(self.rss_bytes()),
+            mib(self.status_bytes("RssAnon")),
+            mib(self.status_bytes("RssFile"))
+        )
     }
 }
 
@@ -153,6 +174,21 @@ async fn spawn(name: &'static str, mut cmd: Command, probe: &str, port: u16) -> 
         panic!("{name} did not come up on {}", p.addr);
     }
     p
+}
+
+/// How long a started js-mcp is left before its idle RSS is read: startup is over once the
+/// server has given back its startup-only code pages (2 s after listening).
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Lets a fresh server settle, then probes it as a kubelet would (`/health`, `/ready`), so
+/// "idle" includes the code a probed pod keeps mapped.
+async fn settle_and_probe(addr: SocketAddr) {
+    tokio::time::sleep(SETTLE).await;
+    if let Ok(mut c) = Conn::connect(addr).await {
+        for path in ["/health", "/ready"] {
+            let _ = c.send(Method::GET, path, &[], Bytes::new()).await;
+        }
+    }
 }
 
 async fn start_js_mcp(data: &Path, extra: &[&str]) -> Proc {
@@ -794,9 +830,30 @@ fn fsync_ms() -> f64 {
     start.elapsed().as_secs_f64() * 1000.0 / 100.0
 }
 
+/// `session_get` through MCP over `conns` sessions, on a session created over REST.
+async fn session_get_bench(addr: SocketAddr, conns: usize, o: &Options) -> Stats {
+    let mut c = Conn::connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    let (_, _, b) = c
+        .send(
+            Method::POST,
+            "/api/v1/sessions",
+            &[CT],
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null)["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let args = json!({ "session_id": id });
+    tools_call_bench(addr, conns, false, "session_get", args, o).await
+}
+
 async fn run_one(addr: SocketAddr, o: &Options) {
     let mut s = match o.only.as_str() {
         "tools-call" => tools_call_bench(addr, o.conns, false, "ping", json!({}), o).await,
+        "session-get" => session_get_bench(addr, o.conns, o).await,
         "tools-call-1" => tools_call_bench(addr, o.conns, true, "ping", json!({}), o).await,
         "init-delete" => init_delete_bench(addr, o.conns, o).await,
         "workflows" => workflow_bench(addr, o).await,
@@ -868,9 +925,11 @@ async fn run(o: Options) {
         ],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss = js.rss_bytes();
-    rep.note(format!("js-mcp idle RSS: {:.1} MiB", mib(idle_rss)));
+    settle_and_probe(js.addr).await;
+    rep.note(format!(
+        "js-mcp idle RSS (settled, after a /health and /ready probe): {}",
+        js.rss_report()
+    ));
 
     let mut s = session_ops_bench(js.addr, &o).await;
     rep.add(
@@ -905,42 +964,6 @@ async fn run(o: Options) {
         json!({"vs_bare_rmcp": ri}),
     );
 
-    // A session tool (store read) for the TypeScript comparison.
-    let sid_for_get = {
-        let mut c = Conn::connect(js.addr)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (_, _, b) = c
-            .send(
-                Method::POST,
-                "/api/v1/sessions",
-                &[CT],
-                Bytes::from_static(b"{}"),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null)["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let mut sg = tools_call_bench(
-        js.addr,
-        64,
-        false,
-        "session_get",
-        json!({"session_id": sid_for_get}),
-        &o,
-    )
-    .await;
-    let js_get_rate = sg.rate();
-    let js_get_p99 = sg.pct(0.99);
-    rep.add(
-        "session_get tool, 64 sessions",
-        js.name,
-        &mut sg,
-        Value::Null,
-    );
     let js_loaded_rss = js.rss_bytes();
 
     let status: Value = {
@@ -968,16 +991,39 @@ async fn run(o: Options) {
         ));
     }
     rep.note(format!(
-        "js-mcp RSS after load: {:.1} MiB; bare rmcp RSS after load: {:.1} MiB",
+        "js-mcp RSS after every load above: {:.1} MiB (now {}); bare rmcp RSS after its load: {:.1} MiB",
         mib(js_loaded_rss),
+        js.rss_report(),
         mib(rmcp_rss)
     ));
     drop(js);
 
+    // The session tool compared with the TypeScript SDK server: a fresh server of each gets
+    // the same load, so neither carries memory from other scenarios.
+    let data3 = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let js3 = start_js_mcp(data3.path(), &[]).await;
+    settle_and_probe(js3.addr).await;
+    let js_idle = js3.rss_bytes();
+    let mut sg = session_get_bench(js3.addr, 64, &o).await;
+    let js_get_rate = sg.rate();
+    let js_get_p99 = sg.pct(0.99);
+    let js_get_rss = js3.rss_bytes();
+    rep.add(
+        "session_get tool, 64 sessions",
+        js3.name,
+        &mut sg,
+        json!({"idle_rss_mib": mib(js_idle), "loaded_rss_mib": mib(js_get_rss)}),
+    );
+    rep.note(format!(
+        "js-mcp RSS after the session_get load: {}",
+        js3.rss_report()
+    ));
+    drop(js3);
+
     // Memory with many live sessions, on a fresh server.
     let data2 = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let js2 = start_js_mcp(data2.path(), &["--max-sessions", "1000000"]).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settle_and_probe(js2.addr).await;
     let before = js2.rss_bytes();
     let mut sf = fill_sessions(js2.addr, o.sessions_for_memory, o.conns).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1032,9 +1078,9 @@ async fn run(o: Options) {
             ratio,
             js_get_p99,
             p99,
-            mib(js_loaded_rss),
+            mib(js_get_rss),
             mib(ts_loaded),
-            js_loaded_rss as f64 / ts_loaded.max(1) as f64
+            js_get_rss as f64 / ts_loaded.max(1) as f64
         ));
     }
 

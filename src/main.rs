@@ -2,6 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: per-thread free lists without arena locks, for a
+/// request path that allocates per message.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// js-mcp: operator and embedded MCP server for fleets of MCP servers.
 #[derive(Parser, Debug)]
 #[command(name = "js-mcp", version, about)]

@@ -11,6 +11,7 @@
 use std::ffi::c_void;
 use std::path::Path;
 use std::ptr::NonNull;
+use std::time::Duration;
 
 use nix::sys::mman::{MmapAdvise, madvise};
 
@@ -70,6 +71,19 @@ fn releasable_mappings(smaps: &str, exe: &Path) -> Vec<Releasable> {
     }
     out.extend(current.and_then(|(m, private)| (private == 0).then_some(m)));
     out
+}
+
+/// How long after the listener opens startup is taken to be over: the first expiry sweep
+/// and the accept loop have run by then.
+const STARTUP_SETTLES_IN: Duration = Duration::from_secs(2);
+
+/// Waits for startup to settle, then gives back the code pages only startup used.
+pub async fn release_after_startup() {
+    tokio::time::sleep(STARTUP_SETTLES_IN).await;
+    match release_startup_pages() {
+        Ok(kib) => tracing::debug!(kib, "gave back the startup-only code pages"),
+        Err(e) => tracing::debug!(error = %e, "startup code pages kept"),
+    }
 }
 
 /// Unmaps the executable's clean code and read-only data pages; they fault back in from the

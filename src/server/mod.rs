@@ -236,9 +236,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = build_state(settings).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, store = state.sessions.store().kind(), "js-mcp serve listening");
-    match footprint::release_startup_pages() {
-        Ok(kib) => tracing::debug!(kib, "gave back the startup-only code pages"),
-        Err(e) => tracing::debug!(error = %e, "startup code pages kept"),
-    }
+    tokio::spawn(footprint::release_after_startup());
     serve(state, listener, crate::operator::shutdown_signal()).await
 }
