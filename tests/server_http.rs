@@ -824,7 +824,10 @@ fn workflow_endpoints_run_workflows_or_say_why_they_cannot() {
             .unwrap_or(true)
     );
     // The session keeps each completed step's result, the same output the run record holds.
-    let outputs = got["record"]["outputs"].as_object().cloned().unwrap_or_default();
+    let outputs = got["record"]["outputs"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     assert!(!outputs.is_empty(), "{got}");
     for (step, output) in &outputs {
         assert_eq!(
