@@ -231,6 +231,57 @@ steps:
 }
 
 #[tokio::test]
+async fn a_whole_run_timeout_cancels_what_is_in_flight_and_fails_the_run() {
+    let began = std::time::Instant::now();
+    let record = run(
+        r#"
+id: wf
+name: bounded
+timeout: 200ms
+steps:
+  - {name: quick, tool: echo, params: {x: 1}}
+  - {name: slow, tool: sleep, params: {ms: 30000}}
+  - {name: after, tool: echo, dependsOn: [slow]}
+"#,
+        json!({}),
+    )
+    .await;
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(10),
+        "the run outlived its limit"
+    );
+    assert_eq!(record.status, RunStatus::Failed);
+    assert_eq!(record.completed_steps, vec!["quick"]);
+    assert_eq!(record.cancelled_steps, vec!["slow", "after"]);
+    assert_eq!(record.errors.len(), 1, "{:?}", record.errors);
+    assert_eq!(record.errors[0].step, "");
+    assert_eq!(record.errors[0].message, "the run timed out after 200ms");
+    let slow = record.steps.iter().find(|s| s.name == "slow");
+    assert_eq!(
+        slow.and_then(|s| s.reason.as_deref()),
+        Some("the run timed out after 200ms")
+    );
+}
+
+#[test]
+fn a_bad_whole_run_timeout_is_refused_on_load() {
+    let def = WorkflowDefinition::parse(
+        "id: wf\nname: bad\ntimeout: 'soon'\nsteps:\n  - {name: a, tool: echo}\n",
+        DefinitionFormat::Yaml,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let errors = Catalog::from_definitions(vec![def], "test.yaml")
+        .err()
+        .unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let text = errors[0].to_string();
+    assert!(
+        text.contains("test.yaml") && text.contains("wf") && text.contains("bad timeout"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn on_error_fail_stops_the_run_and_cancels_what_is_pending_or_in_flight() {
     let record = run(
         r#"

@@ -79,6 +79,8 @@ pub(crate) struct CompiledWorkflow {
     pub dependents: Vec<Vec<usize>>,
     /// Steps without dependencies, in definition order.
     pub roots: Vec<usize>,
+    /// Time limit of a whole run, if the definition sets one.
+    pub timeout: Option<Duration>,
 }
 
 /// The workflows a server can run: built-ins plus definitions loaded from directories.
@@ -329,6 +331,11 @@ pub(crate) fn compile(
         ));
         return Err(errors);
     }
+    let timeout = def.timeout.as_ref().and_then(|spec| {
+        spec.to_duration()
+            .map_err(|e| errors.push(err(None, format!("bad timeout: {e}"))))
+            .ok()
+    });
 
     // Names first: everything else refers to steps by name.
     let mut index: HashMap<&str, usize> = HashMap::new();
@@ -552,6 +559,7 @@ pub(crate) fn compile(
         steps,
         dependents,
         roots,
+        timeout,
     })
 }
 

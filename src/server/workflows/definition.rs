@@ -1,6 +1,7 @@
 //! The workflow definition format (YAML or JSON) and its parsing.
 //!
-//! The shape follows js-mcp: `{id, name, description, steps[], parallelGroups?}` and a step
+//! The shape follows js-mcp: `{id, name, description, steps[], parallelGroups?}` (plus an
+//! optional whole-run `timeout`) and a step
 //! `{name, tool, required, condition, retryable, maxRetries, timeout, onError, params,
 //! dependsOn?}`. Unknown fields are rejected so that a typo (`dependson`) is an error at load
 //! time instead of a silently ignored dependency.
@@ -28,6 +29,10 @@ pub struct WorkflowDefinition {
     /// depend on each other), so a definition cannot claim parallelism it does not have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_groups: Option<Vec<Vec<String>>>,
+    /// Time limit for the whole run (same forms as a step's `timeout`). When it passes, the
+    /// steps in flight are cancelled, nothing else starts, and the run fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<TimeoutSpec>,
 }
 
 /// One step of a workflow.

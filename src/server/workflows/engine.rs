@@ -609,6 +609,7 @@ enum Outcome {
 enum Stop {
     Failed(usize),
     Cancelled,
+    TimedOut(Duration),
 }
 
 struct Run {
@@ -667,6 +668,14 @@ impl Run {
         // Child of the caller's token: also cancelled when a failing step stops the run.
         let steps_cancel = self.cancel.child_token();
         let mut in_flight = FuturesUnordered::new();
+        // The definition's whole-run limit; without one this never fires.
+        let deadline = async {
+            match wf.timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
 
         loop {
             while let Some(i) = ready.pop_front() {
@@ -736,6 +745,15 @@ impl Run {
                     stop = Some(Stop::Cancelled);
                     steps_cancel.cancel();
                 }
+                () = &mut deadline, if stop.is_none() => {
+                    let limit = wf.timeout.unwrap_or_default();
+                    stop = Some(Stop::TimedOut(limit));
+                    errors.push(RunError {
+                        step: String::new(),
+                        message: format!("the run timed out after {limit:?}"),
+                    });
+                    steps_cancel.cancel();
+                }
                 Some((i, outcome, attempts, took)) = in_flight.next() => {
                     slots[i].attempts = attempts;
                     slots[i].duration = took;
@@ -790,7 +808,7 @@ impl Run {
         }
         let status = match stop {
             Some(Stop::Cancelled) => RunStatus::Cancelled,
-            Some(Stop::Failed(_)) => RunStatus::Failed,
+            Some(Stop::Failed(_) | Stop::TimedOut(_)) => RunStatus::Failed,
             None if errors.is_empty() => RunStatus::Completed,
             None => RunStatus::Partial,
         };
@@ -807,6 +825,7 @@ impl Run {
                 "the run stopped because step `{}` failed",
                 self.workflow.steps[i].name
             ),
+            Some(Stop::TimedOut(limit)) => format!("the run timed out after {limit:?}"),
             _ => "the run was cancelled".to_owned(),
         }
     }
