@@ -706,6 +706,47 @@ fn bad_config_file_stops_startup_with_an_error_naming_the_key() {
 }
 
 #[test]
+fn http_egress_hosts_come_from_the_file_and_a_bad_pattern_stops_startup() {
+    let dir = tmp();
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"httpAllowedHosts": ["api.example.com", "*.svc.cluster.local"]}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let s = Server::start(&dir.path().join("data"), &["--config", &cfg_s], &[]);
+    let status = s.json("GET", "/status", None).json();
+    let detail = status["components"]["workflows"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        detail.contains("http.request may reach api.example.com, *.svc.cluster.local;"),
+        "{detail}"
+    );
+    drop(s);
+    let out = std::process::Command::new(server_support::binary())
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--http-allowed-hosts",
+            "https://api.example.com",
+        ])
+        .env("JSMCP_DATA_DIR", dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid configuration httpAllowedHosts")
+            && err.contains("`https://api.example.com` is not a host pattern"),
+        "{err}"
+    );
+}
+
+#[test]
 fn two_servers_sharing_redis_see_each_others_sessions() {
     let redis = RedisServer::start();
     let (d1, d2) = (tmp(), tmp());

@@ -13,7 +13,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use js_mcp::server::ai::{AiClient, AiConfig};
 use js_mcp::server::workflows::{
-    Catalog, DefinitionFormat, Engine, RunInput, RunRecord, RunStatus, StepDeps, WorkflowDefinition,
+    Catalog, DefinitionFormat, EgressPolicy, Engine, LazyHttpClient, RunInput, RunRecord,
+    RunStatus, StepDeps, WorkflowDefinition,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -87,6 +88,15 @@ async fn start_server() -> (String, Counters) {
         )
         .route("/big", get(|| async { "x".repeat(5 * 1024 * 1024) }))
         .route("/v1/chat/completions", post(chat))
+        .route(
+            "/redirect",
+            get(
+                |Query(q): Query<std::collections::BTreeMap<String, String>>| async move {
+                    let to = q.get("to").cloned().unwrap_or_default();
+                    (StatusCode::FOUND, [("location", to)]).into_response()
+                },
+            ),
+        )
         .with_state(counters.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -319,6 +329,84 @@ steps:
     assert_eq!(record.steps[0].attempts, 2);
     let message = record.errors[0].message.to_lowercase();
     assert!(message.contains("refused"), "{message}");
+}
+
+/// Deps whose `http.request` may reach only `hosts`.
+fn deps_allowing(hosts: &[&str]) -> StepDeps {
+    let egress = EgressPolicy::parse(hosts).unwrap_or_else(|e| panic!("{e}"));
+    StepDeps {
+        http: LazyHttpClient::new(egress),
+        ..deps(None)
+    }
+}
+
+const ONE_REQUEST: &str = r#"
+id: wf
+name: egress
+steps:
+  - {name: r, tool: http.request, retryable: true, maxRetries: 2, params: {url: '${params.url}'}}
+"#;
+
+#[tokio::test]
+async fn http_steps_reach_only_allowed_hosts_and_a_refusal_is_not_retried() {
+    let (base, _) = start_server().await;
+    // Allowed: 127.0.0.1 by address.
+    let ok = run_yaml(
+        ONE_REQUEST,
+        json!({"url": format!("{base}/json")}),
+        deps_allowing(&["127.0.0.1"]),
+    )
+    .await;
+    assert_eq!(ok.status, RunStatus::Completed, "{:?}", ok.errors);
+    // The same server by name is another host: refused before any request, once.
+    let by_name = base.replace("127.0.0.1", "localhost");
+    let refused = run_yaml(
+        ONE_REQUEST,
+        json!({"url": format!("{by_name}/json")}),
+        deps_allowing(&["127.0.0.1", "*.internal.example"]),
+    )
+    .await;
+    assert_eq!(refused.status, RunStatus::Failed);
+    assert_eq!(refused.steps[0].attempts, 1, "a refusal is permanent");
+    assert_eq!(
+        refused.errors[0].message,
+        "http.request to host `localhost` is not allowed (--http-allowed-hosts: 127.0.0.1, *.internal.example)"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_host_that_is_not_allowed_is_refused() {
+    let (base, _) = start_server().await;
+    let by_name = base.replace("127.0.0.1", "localhost");
+    let to_allowed = run_yaml(
+        ONE_REQUEST,
+        json!({"url": format!("{base}/redirect?to={base}/json")}),
+        deps_allowing(&["127.0.0.1"]),
+    )
+    .await;
+    assert_eq!(
+        to_allowed.status,
+        RunStatus::Completed,
+        "{:?}",
+        to_allowed.errors
+    );
+    assert_eq!(to_allowed.outputs["r"]["body"]["ok"], json!(true));
+    let to_other = run_yaml(
+        ONE_REQUEST,
+        json!({"url": format!("{base}/redirect?to={by_name}/json")}),
+        deps_allowing(&["127.0.0.1"]),
+    )
+    .await;
+    assert_eq!(to_other.status, RunStatus::Failed);
+    assert_eq!(
+        to_other.steps[0].attempts, 1,
+        "a refused redirect is permanent"
+    );
+    let message = &to_other.errors[0].message;
+    assert!(
+        message.contains("http.request to host `localhost` is not allowed"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

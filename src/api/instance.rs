@@ -114,6 +114,11 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1024, max = 67_108_864))]
     pub max_body_bytes: Option<i64>,
+    /// Hosts that `http.request` workflow steps may call: `api.example.com`, `10.0.0.7`,
+    /// `*.svc.cluster.local` or `*`. Unset: any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub http_allowed_hosts: Vec<String>,
 }
 
 /// Server log level.
@@ -420,6 +425,11 @@ impl McpInstanceSpec {
         {
             problems.push("spec.docker.socketPath: set but spec.docker.enabled is false".into());
         }
+        for (i, host) in self.config.http_allowed_hosts.iter().enumerate() {
+            if let Err(e) = crate::server::workflows::EgressPolicy::parse(&[host]) {
+                problems.push(format!("spec.config.httpAllowedHosts[{i}]: {e}"));
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for w in &self.workflows {
             if !seen.insert(&w.name) {
@@ -440,6 +450,25 @@ impl McpInstanceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_http_allowed_host_is_named_with_its_index() {
+        let spec = McpInstanceSpec {
+            config: ServerConfig {
+                http_allowed_hosts: vec!["api.example.com".into(), "https://x.io/".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let problems = spec.validate().unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "spec.config.httpAllowedHosts[1]: `https://x.io/` is not a host pattern"
+            ),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn redis_store_without_url_secret_is_invalid_and_names_the_field() {

@@ -16,7 +16,7 @@ use super::backends::{
 use super::config::Settings;
 use super::docker::{DockerClient, PruneRequest};
 use super::metrics::Metrics;
-use super::workflows::{Catalog, Engine, RunEvent, RunInput, StepDeps};
+use super::workflows::{Catalog, Engine, LazyHttpClient, RunEvent, RunInput, StepDeps};
 
 /// How long one AI completion may take.
 const AI_TIMEOUT: Duration = Duration::from_secs(120);
@@ -77,6 +77,8 @@ impl AiBackend for Ai {
 struct Workflows {
     engine: Engine,
     sources: String,
+    /// `--http-allowed-hosts`, as `/status` shows it.
+    egress: String,
 }
 
 impl WorkflowBackend for Workflows {
@@ -139,10 +141,11 @@ impl WorkflowBackend for Workflows {
 
     fn health(&self) -> ComponentHealth {
         ComponentHealth::ok(format!(
-            "{} workflows ({}); {} runs in the engine",
+            "{} workflows ({}); {} runs in the engine; http.request may reach {}",
             self.engine.catalog().len(),
             self.sources,
-            self.engine.active_runs()
+            self.engine.active_runs(),
+            self.egress
         ))
     }
 }
@@ -217,13 +220,14 @@ pub async fn build(settings: &Settings, _metrics: &Metrics) -> anyhow::Result<Ba
         )
     };
     let deps = StepDeps {
-        http: Default::default(),
+        http: LazyHttpClient::new(settings.http_egress.clone()),
         docker,
         ai,
     };
     b.workflows = Some(Arc::new(Workflows {
         engine: Engine::new(Arc::new(catalog), deps),
         sources,
+        egress: settings.http_egress.to_string(),
     }));
     Ok(b)
 }

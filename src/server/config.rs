@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use crate::server::workflows::EgressPolicy;
+
 /// Which session store to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,7 +31,7 @@ pub struct ServeArgs {
     #[arg(long, env = "JSMCP_PORT")]
     pub port: Option<u16>,
     /// JSON config file: {logLevel, maxSessions, sessionTtlSeconds, idleTimeoutSeconds,
-    /// allowedOrigins[], allowedHosts[], maxBodyBytes}, all optional.
+    /// allowedOrigins[], allowedHosts[], maxBodyBytes, httpAllowedHosts[]}, all optional.
     #[arg(long, env = "JSMCP_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log filter (`info`, `debug`, `js_mcp=debug,info`, ...); RUST_LOG wins when set.
@@ -74,6 +76,10 @@ pub struct ServeArgs {
     /// Largest request body accepted, bytes (default 4 MiB).
     #[arg(long, env = "JSMCP_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Hosts `http.request` workflow steps may call (comma list of `host`, `*.domain` or
+    /// `*`; checked on every redirect too). Unset: any host.
+    #[arg(long, env = "JSMCP_HTTP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub http_allowed_hosts: Option<Vec<String>>,
     /// Workflow definition directories (colon-separated list).
     #[arg(long, env = "JSMCP_WORKFLOWS_DIR", value_delimiter = ':')]
     pub workflows_dir: Option<Vec<PathBuf>>,
@@ -116,6 +122,8 @@ pub struct FileConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// Largest request body, bytes.
     pub max_body_bytes: Option<usize>,
+    /// Hosts `http.request` steps may call.
+    pub http_allowed_hosts: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -188,6 +196,8 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// Body limit.
     pub max_body_bytes: usize,
+    /// Where `http.request` steps may go.
+    pub http_egress: EgressPolicy,
     /// Workflow directories.
     pub workflows_dirs: Vec<PathBuf>,
     /// Docker socket path.
@@ -284,6 +294,17 @@ impl Settings {
                 });
             }
         }
+        let http_egress = EgressPolicy::parse(
+            &args
+                .http_allowed_hosts
+                .clone()
+                .or_else(|| file.http_allowed_hosts.clone())
+                .unwrap_or_default(),
+        )
+        .map_err(|reason| ConfigError {
+            field: "httpAllowedHosts".into(),
+            reason,
+        })?;
         let ai = match args.ai_base_url.clone().filter(|u| !u.is_empty()) {
             Some(base_url) => Some(AiSettings {
                 base_url,
@@ -323,6 +344,7 @@ impl Settings {
             allowed_hosts,
             allowed_origins,
             max_body_bytes,
+            http_egress,
             workflows_dirs: args
                 .workflows_dir
                 .clone()

@@ -591,6 +591,33 @@ mod tests {
         instance
     }
 
+    #[test]
+    fn every_config_field_the_operator_writes_is_one_the_server_reads() {
+        use crate::api::instance::{LogLevel, ServerConfig};
+        let spec = McpInstanceSpec {
+            config: ServerConfig {
+                log_level: Some(LogLevel::Debug),
+                max_sessions: Some(500),
+                session_ttl_seconds: Some(3600),
+                idle_timeout_seconds: Some(120),
+                allowed_origins: vec!["https://app.example.com".into()],
+                allowed_hosts: vec!["mcp.example.com".into()],
+                max_body_bytes: Some(65_536),
+                http_allowed_hosts: vec!["*.svc.cluster.local".into()],
+            },
+            ..Default::default()
+        };
+        let json = server_config_json(&spec).expect("json");
+        // The server refuses unknown keys: a field it cannot read would stop the pod.
+        let file: crate::server::FileConfig = serde_json::from_str(&json).expect(&json);
+        assert_eq!(file.max_sessions, Some(500));
+        assert_eq!(file.log_level.as_deref(), Some("debug"));
+        assert_eq!(
+            file.http_allowed_hosts,
+            Some(vec!["*.svc.cluster.local".to_string()])
+        );
+    }
+
     fn resolved() -> Resolved {
         Resolved {
             default_image: "js-mcp:dev".into(),

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::{Catalog, CompiledStep, CompiledWorkflow};
 use super::definition::OnError;
+use super::egress::EgressPolicy;
 use super::expr::{Scope, truthy};
 use super::tools::{self, StepError, ToolContext};
 use crate::server::ai::AiClient;
@@ -37,15 +38,52 @@ pub struct StepDeps {
     pub ai: Option<Arc<AiClient>>,
 }
 
-/// The `http.request` client, built by the first HTTP step. Building a client loads the
-/// TLS roots, which a server that never runs an HTTP step should not pay for at startup.
+/// The `http.request` client and where it may go. The client is built by the first HTTP
+/// step: building one loads the TLS roots, which a server that never runs an HTTP step
+/// should not pay for at startup. Redirects are followed (at most 10) only to allowed hosts.
 #[derive(Clone, Debug, Default)]
-pub struct LazyHttpClient(Arc<std::sync::OnceLock<reqwest::Client>>);
+pub struct LazyHttpClient {
+    egress: Arc<EgressPolicy>,
+    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+}
 
 impl LazyHttpClient {
+    /// Most redirects one request follows.
+    const MAX_REDIRECTS: usize = 10;
+
+    /// A client limited to the hosts `egress` allows.
+    pub fn new(egress: EgressPolicy) -> LazyHttpClient {
+        LazyHttpClient {
+            egress: Arc::new(egress),
+            client: Arc::default(),
+        }
+    }
+
+    /// Where requests may go.
+    pub fn egress(&self) -> &EgressPolicy {
+        &self.egress
+    }
+
     /// The shared client, built on first use.
-    pub fn get(&self) -> &reqwest::Client {
-        self.0.get_or_init(reqwest::Client::new)
+    pub fn get(&self) -> Result<&reqwest::Client, String> {
+        let built = self.client.get_or_init(|| {
+            let egress = self.egress.clone();
+            let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= Self::MAX_REDIRECTS {
+                    let limit = Self::MAX_REDIRECTS;
+                    attempt.error(format!("more than {limit} redirects"))
+                } else if let Err(refused) = egress.check(attempt.url()) {
+                    attempt.error(refused)
+                } else {
+                    attempt.follow()
+                }
+            });
+            reqwest::Client::builder()
+                .redirect(redirects)
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        });
+        built.as_ref().map_err(Clone::clone)
     }
 }
 

@@ -6,6 +6,7 @@
 //!   `onError` policies and cancellation, and returns a [`RunRecord`].
 //! - Step tools: builtins (`echo`, `set`, `transform`, `sleep`, `fail`, `log`),
 //!   `http.request`, `docker.info|ps|df|prune` and `ai.complete` (see [`known_tools`]).
+//! - [`EgressPolicy`]: the hosts `http.request` may reach.
 //!
 //! Conditions and `${...}` references use a tiny expression language over `params`,
 //! `session`, `outputs.<step>` and `steps.<step>.output|status|error`; see `expr`.
@@ -13,6 +14,7 @@
 mod builtin;
 mod catalog;
 pub mod definition;
+mod egress;
 mod engine;
 mod expr;
 mod tools;
@@ -22,6 +24,7 @@ pub use catalog::{
     known_tools,
 };
 pub use definition::{DefinitionFormat, OnError, StepDefinition, TimeoutSpec, WorkflowDefinition};
+pub use egress::EgressPolicy;
 pub use engine::{
     Engine, EngineError, EventSink, LazyHttpClient, Progress, RunError, RunEvent, RunHandle,
     RunInput, RunRecord, RunStatus, StepDeps, StepRecord, StepStatus,

@@ -325,7 +325,9 @@ pub(crate) async fn execute(
         Tool::Transform => transform(&map).map_err(StepError::permanent),
         Tool::HttpRequest => {
             let p = HttpParams::parse(&map).map_err(StepError::permanent)?;
-            http_request(ctx.deps.http.get(), p).await
+            let http = &ctx.deps.http;
+            http.egress().check(&p.url).map_err(StepError::permanent)?;
+            http_request(http.get().map_err(StepError::permanent)?, p).await
         }
         Tool::DockerInfo | Tool::DockerPs | Tool::DockerDf | Tool::DockerPrune => {
             let docker = ctx.deps.docker.as_ref().ok_or_else(|| {
@@ -758,14 +760,20 @@ async fn http_request(client: &reqwest::Client, p: HttpParams) -> Result<Value, 
         req = req.json(body);
     }
     let mut resp = req.send().await.map_err(|e| {
-        StepError::transient(format!(
+        let message = format!(
             "{target}: {}",
             if e.is_timeout() {
                 "timed out".to_owned()
             } else {
                 crate::server::ai::error_chain(&e)
             }
-        ))
+        );
+        // A refused redirect (host not allowed, too many hops) does not improve on retry.
+        if e.is_redirect() {
+            StepError::permanent(message)
+        } else {
+            StepError::transient(message)
+        }
     })?;
     let status = resp.status();
     let mut headers = Map::new();
