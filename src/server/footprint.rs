@@ -99,7 +99,8 @@ pub fn release_startup_pages() -> Result<u64, String> {
         };
         // SAFETY: the range is a whole private, read-only mapping of the executable with no
         // private pages, so its contents equal the file; MADV_DONTNEED drops the page-table
-        // entries and the next access maps the same bytes again from the page cache.
+        // entries and the next access maps the same bytes again from the page cache. Only a
+        // debugger's breakpoint written between the smaps read and this call would be lost.
         unsafe { madvise(addr, m.end - m.start, MmapAdvise::MADV_DONTNEED) }
             .map_err(|e| format!("madvise {:#x}-{:#x}: {e}", m.start, m.end))?;
         released += m.resident_kib;
