@@ -58,7 +58,8 @@ pub struct ServeArgs {
     /// Most live sessions in the store (and, unless --max-mcp-sessions, live MCP sessions).
     #[arg(long, env = "JSMCP_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
-    /// Most live MCP transport sessions.
+    /// Most live MCP transport sessions (default: min(max-sessions, 10000, what fits the
+    /// container's memory limit at 256 KiB each after a 64 MiB reserve)).
     #[arg(long, env = "JSMCP_MAX_MCP_SESSIONS")]
     pub max_mcp_sessions: Option<usize>,
     /// Idle TTL of stored sessions, seconds (default 86400).
@@ -186,6 +187,8 @@ pub struct Settings {
     pub max_sessions: usize,
     /// MCP session cap.
     pub max_mcp_sessions: usize,
+    /// The container's memory limit, when it has one (sizes the default MCP session cap).
+    pub memory_limit_bytes: Option<u64>,
     /// Stored session idle TTL.
     pub session_ttl_seconds: u64,
     /// MCP session idle timeout.
@@ -238,10 +241,13 @@ impl Settings {
             "maxSessions",
             args.max_sessions.or(file.max_sessions).unwrap_or(100_000),
         )?;
+        // Unset: as many as fit the container's memory limit, at most 10,000.
+        let memory_limit_bytes = super::cgroup::memory_limit_bytes();
+        let fits_memory = memory_limit_bytes.map_or(usize::MAX, super::cgroup::mcp_sessions_for);
         let max_mcp_sessions = positive(
             "maxMcpSessions",
             args.max_mcp_sessions
-                .unwrap_or_else(|| max_sessions.min(10_000)),
+                .unwrap_or_else(|| max_sessions.min(10_000).min(fits_memory)),
         )?;
         let session_ttl_seconds = positive(
             "sessionTtlSeconds",
@@ -339,6 +345,7 @@ impl Settings {
             auth_token: args.auth_token.clone().filter(|t| !t.is_empty()),
             max_sessions,
             max_mcp_sessions,
+            memory_limit_bytes,
             session_ttl_seconds,
             idle_timeout: Duration::from_secs(idle),
             allowed_hosts,

@@ -1,7 +1,7 @@
 //! The embedded session/workflow MCP server (`js-mcp serve`): `app(state) -> Router`, the
 //! shared [`AppState`], and [`run`], which serves until SIGTERM and then drains gracefully.
 //!
-//! Layout: [`config`] (flags, env, file), [`sessions`] (model), [`store`] (embedded redb and
+//! Layout: [`config`] (flags, env, file), [`cgroup`] (the memory limit), [`sessions`] (model), [`store`] (embedded redb and
 //! Redis), [`service`] (session ops + metrics), [`runs`] (workflow runs), [`api`] (REST),
 //! [`http`] (probes, admin, middleware), [`mcp`] (Streamable HTTP + tools), [`metrics`],
 //! [`footprint`] (gives back startup-only code pages),
@@ -11,6 +11,7 @@ pub mod adapters;
 pub mod ai;
 pub mod api;
 pub mod backends;
+pub mod cgroup;
 pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -231,6 +232,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         && let Err(e) = crate::telemetry::set_filter(level)
     {
         tracing::warn!(error = %e, level = %level, "ignoring invalid logLevel");
+    }
+    if let Some(limit) = settings.memory_limit_bytes {
+        tracing::info!(
+            memory_limit_mib = limit / (1024 * 1024),
+            max_mcp_sessions = settings.max_mcp_sessions,
+            "MCP session cap within the container's memory limit"
+        );
     }
     let addr = SocketAddr::new(settings.bind, settings.port);
     let state = build_state(settings).await?;
