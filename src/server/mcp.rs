@@ -14,8 +14,9 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientJsonRpcMessage, ContentBlock,
-    Implementation, ServerCapabilities, ServerConfig, ServerJsonRpcMessage,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+    ClientJsonRpcMessage, ContentBlock, CreateTaskResult, GetTaskParams, GetTaskResult,
+    Implementation, ServerCapabilities, ServerConfig, ServerJsonRpcMessage, UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::WorkerTransport;
@@ -36,6 +37,7 @@ use super::runs::RunError;
 use super::sessions::{
     NewSession, SessionError, SessionFilter, SessionOp, SessionPatch, SessionStatus,
 };
+use super::tasks;
 
 // ---------------------------------------------------------------------------------------------
 // Session manager with a cap and a live gauge.
@@ -452,6 +454,46 @@ pub struct McpServer {
 }
 
 impl McpServer {
+    /// `start_workflow` for a client with the tasks extension: the run becomes a task whose
+    /// id is the run id. With `wait: true` the call blocks as for any client.
+    async fn start_workflow_task(
+        &self,
+        request: CallToolRequestParams,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let a: StartArgs = serde_json::from_value(args).map_err(|e| {
+            ErrorData::invalid_params(format!("start_workflow arguments: {e}"), None)
+        })?;
+        if a.wait {
+            return Ok(CallToolResponse::Complete(
+                self.start_workflow(Parameters(a)).await,
+            ));
+        }
+        let params = a.params.unwrap_or(json!({}));
+        let draining = self.state.is_draining();
+        match self
+            .state
+            .runs
+            .start(a.workflow_id, a.session_id, params, draining)
+            .await
+        {
+            Ok((run, _)) => Ok(CallToolResponse::Task(CreateTaskResult::new(
+                tasks::started_task(&run),
+            ))),
+            Err(e) => Ok(CallToolResponse::Complete(run_error(e))),
+        }
+    }
+
+    /// The run behind a task id, or an error naming the unknown id.
+    async fn task_run(&self, task_id: &str) -> Result<super::store::RunDoc, ErrorData> {
+        self.state.runs.get(task_id).await.map_err(|e| match e {
+            RunError::UnknownRun(_) => {
+                ErrorData::invalid_params(format!("unknown task {task_id:?}"), None)
+            }
+            other => ErrorData::internal_error(other.to_string(), None),
+        })
+    }
+
     /// Every tool of this build (conformance fixtures included under the feature).
     pub fn router() -> ToolRouter<McpServer> {
         #[allow(unused_mut)]
@@ -795,11 +837,15 @@ impl McpServer {
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
         #[cfg(not(feature = "conformance"))]
-        let capabilities = ServerCapabilities::builder().enable_tools().build();
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tasks()
+            .build();
         #[cfg(feature = "conformance")]
         #[allow(deprecated)]
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
+            .enable_tasks()
             .enable_logging()
             .enable_completions()
             .enable_prompts()
@@ -827,8 +873,17 @@ impl ServerHandler for McpServer {
             .map
             .get_key_value(request.name.as_ref())
             .map_or("unknown", |(k, _)| k.as_ref());
-        let tcc = ToolCallContext::new(self, request, context);
-        let r = router.call(tcc).await;
+        let as_task = request.name == "start_workflow"
+            && context
+                .client_capabilities()
+                .is_some_and(|c| c.supports_tasks());
+        let r = if as_task {
+            self.start_workflow_task(request).await
+        } else {
+            router
+                .call(ToolCallContext::new(self, request, context))
+                .await
+        };
         let outcome = match &r {
             Ok(CallToolResponse::Complete(res)) if res.is_error == Some(true) => "error",
             Ok(_) => "ok",
@@ -840,6 +895,48 @@ impl ServerHandler for McpServer {
             .with_label_values(&[label])
             .observe(t.elapsed().as_secs_f64());
         r
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let run = self.task_run(&request.task_id).await?;
+        let task = tasks::task_of_run(&run, || {
+            serde_json::to_value(ok_json(&run)).unwrap_or(Value::Null)
+        });
+        Ok(GetTaskResult::new(task))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let run = self.task_run(&request.task_id).await?;
+        // A run that already finished stays as it was; cancelling it is not an error.
+        if run.status == "running" && !self.state.runs.cancel(&run.id) {
+            return Err(ErrorData::invalid_params(
+                format!("task {:?} runs on another server replica", run.id),
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Err(ErrorData::invalid_params(
+            format!(
+                "task {:?} never asks for input: workflow runs take none",
+                request.task_id
+            ),
+            None,
+        ))
     }
 
     #[cfg(feature = "conformance")]

@@ -4,7 +4,7 @@
 //! Layout: [`config`] (flags, env, file), [`cgroup`] (the memory limit), [`sessions`] (model), [`store`] (embedded redb and
 //! Redis), [`service`] (session ops + metrics), [`runs`] (workflow runs), [`api`] (REST),
 //! [`http`] (probes, admin, middleware), [`mcp`] (Streamable HTTP + tools), [`metrics`],
-//! [`footprint`] (gives back startup-only code pages),
+//! [`footprint`] (gives back startup-only code pages), [`tasks`] (runs as MCP tasks),
 //! [`backends`] (seams to Docker, AI and the workflow engine) and [`adapters`] (the real ones).
 
 pub mod adapters;
@@ -24,6 +24,7 @@ pub mod runs;
 pub mod service;
 pub mod sessions;
 pub mod store;
+pub mod tasks;
 pub mod workflows;
 
 use std::net::SocketAddr;
