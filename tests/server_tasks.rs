@@ -133,7 +133,11 @@ fn a_task_capable_client_gets_start_workflow_as_a_task_and_polls_it_to_the_resul
     assert_eq!(done["status"], "completed", "{done}");
     // The result is the tool result `start_workflow` with wait=true gives: the run record.
     let run = &done["result"]["structuredContent"];
-    assert_eq!(run["id"], json!(task_id), "the task id is the run id: {done}");
+    assert_eq!(
+        run["id"],
+        json!(task_id),
+        "the task id is the run id: {done}"
+    );
     assert_eq!(run["status"], "completed");
     assert_eq!(run["record"]["workflowId"], "containerize");
     // The same run through the polling tool every client has.
@@ -194,8 +198,13 @@ fn a_client_without_the_extension_keeps_the_plain_result() {
     let mut mcp = Mcp::open(&server, json!({}));
     let started = mcp.start("containerize", json!({"language": "go", "name": "api"}));
     let result = &started["result"];
-    assert!(result.get("resultType").is_none_or(|t| t == "complete"), "{started}");
-    let run_id = result["structuredContent"]["id"].as_str().unwrap_or_default();
+    assert!(
+        result.get("resultType").is_none_or(|t| t == "complete"),
+        "{started}"
+    );
+    let run_id = result["structuredContent"]["id"]
+        .as_str()
+        .unwrap_or_default();
     assert!(!run_id.is_empty(), "{started}");
     // tasks/* are refused to a client that did not declare the extension.
     let refused = mcp.request("tasks/get", json!({"taskId": run_id}));

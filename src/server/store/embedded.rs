@@ -107,6 +107,13 @@ impl Index {
         self.runs_by_start.insert((start_ms, id.to_string()));
     }
 
+    /// True when some session expired at or before `now_ms`.
+    fn any_expired(&self, now_ms: i64) -> bool {
+        self.sessions_by_expiry
+            .first()
+            .is_some_and(|(expires, _)| *expires <= now_ms)
+    }
+
     fn expired_ids(&self, now_ms: i64) -> Vec<String> {
         self.sessions_by_expiry
             .range(..(now_ms + 1, String::new()))
@@ -412,6 +419,17 @@ impl Writer {
                 if let Some(Cmd::Shutdown(tx)) = batch.pop() {
                     shutdown = Some(tx);
                 }
+            }
+            let now_ms = (self.config.clock)().timestamp_millis();
+            let only_sweeps = !batch.is_empty() && batch.iter().all(|c| matches!(c, Cmd::Sweep(_)));
+            if only_sweeps && !self.index.any_expired(now_ms) {
+                // Nothing to expire: no write transaction, so an idle server does no fsync.
+                for cmd in batch {
+                    if let Cmd::Sweep(tx) = cmd {
+                        let _ = tx.send(Ok(0));
+                    }
+                }
+                continue;
             }
             if !batch.is_empty() {
                 self.commit_batch(batch);
@@ -847,6 +865,29 @@ mod tests {
         assert_eq!(store.sweep_expired().await.unwrap_or(0), 1);
         assert_eq!(store.count().await.unwrap_or(0), 1);
         assert!(store.get(long.id).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_with_nothing_expired_opens_no_write_transaction() {
+        let dir = tmp();
+        let clock = ManualClock::new();
+        let store = open(dir.path(), 10, clock.clock());
+        store
+            .create(NewSession::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Hold redb's single write transaction: a sweep that opened one would wait on it.
+        let held = store.db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        let limit = std::time::Duration::from_secs(5);
+        let swept = tokio::time::timeout(limit, store.sweep_expired()).await;
+        assert!(
+            matches!(swept, Ok(Ok(0))),
+            "an idle sweep must not write: {swept:?}"
+        );
+        held.abort().unwrap_or_else(|e| panic!("{e}"));
+        // With something expired, the sweep does write.
+        clock.advance(86_401);
+        assert_eq!(store.sweep_expired().await.unwrap_or(0), 1);
     }
 
     #[tokio::test]
