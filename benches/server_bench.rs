@@ -180,10 +180,13 @@ async fn spawn(name: &'static str, mut cmd: Command, probe: &str, port: u16) -> 
 /// server has given back its startup-only code pages (2 s after listening).
 const SETTLE: Duration = Duration::from_secs(3);
 
-/// Lets a fresh server settle, then probes it as a kubelet would (`/health`, `/ready`), so
-/// "idle" includes the code a probed pod keeps mapped.
-async fn settle_and_probe(addr: SocketAddr) {
-    tokio::time::sleep(SETTLE).await;
+/// Long enough for the first periodic expiry sweep (every 30 s by default) to have run.
+const AFTER_FIRST_SWEEP: Duration = Duration::from_secs(33);
+
+/// Lets a fresh server settle for `wait`, then probes it as a kubelet would (`/health`,
+/// `/ready`), so "idle" includes the code a probed pod keeps mapped.
+async fn settle_and_probe(addr: SocketAddr, wait: Duration) {
+    tokio::time::sleep(wait).await;
     if let Ok(mut c) = Conn::connect(addr).await {
         for path in ["/health", "/ready"] {
             let _ = c.send(Method::GET, path, &[], Bytes::new()).await;
@@ -925,9 +928,9 @@ async fn run(o: Options) {
         ],
     )
     .await;
-    settle_and_probe(js.addr).await;
+    settle_and_probe(js.addr, AFTER_FIRST_SWEEP).await;
     rep.note(format!(
-        "js-mcp idle RSS (settled, after a /health and /ready probe): {}",
+        "js-mcp idle RSS (33 s after start: past the first expiry sweep, then a /health and /ready probe): {}",
         js.rss_report()
     ));
 
@@ -1002,7 +1005,7 @@ async fn run(o: Options) {
     // the same load, so neither carries memory from other scenarios.
     let data3 = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let js3 = start_js_mcp(data3.path(), &[]).await;
-    settle_and_probe(js3.addr).await;
+    settle_and_probe(js3.addr, SETTLE).await;
     let js_idle = js3.rss_bytes();
     let mut sg = session_get_bench(js3.addr, 64, &o).await;
     let js_get_rate = sg.rate();
@@ -1023,7 +1026,7 @@ async fn run(o: Options) {
     // Memory with many live sessions, on a fresh server.
     let data2 = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let js2 = start_js_mcp(data2.path(), &["--max-sessions", "1000000"]).await;
-    settle_and_probe(js2.addr).await;
+    settle_and_probe(js2.addr, SETTLE).await;
     let before = js2.rss_bytes();
     let mut sf = fill_sessions(js2.addr, o.sessions_for_memory, o.conns).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
