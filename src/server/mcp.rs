@@ -729,7 +729,7 @@ impl McpServer {
     }
 
     #[tool(
-        description = "Start a workflow run: workflow_id, optional session_id (its state feeds step parameters and records progress) and params. Returns the run (poll workflow_status with run_id), or with wait=true the finished result."
+        description = "Start a workflow run: workflow_id, optional session_id (its state feeds step parameters and records progress) and params. Returns the run (poll workflow_status with run_id; clients with the MCP tasks extension get a task instead), or with wait=true the finished result."
     )]
     async fn start_workflow(&self, Parameters(a): Parameters<StartArgs>) -> CallToolResult {
         let draining = self.state.is_draining();
