@@ -469,19 +469,22 @@ impl McpServer {
                 self.start_workflow(Parameters(a)).await,
             ));
         }
+        Ok(match self.begin_run(a).await {
+            Ok(run) => CallToolResponse::Task(CreateTaskResult::new(tasks::started_task(&run))),
+            Err(e) => CallToolResponse::Complete(run_error(e)),
+        })
+    }
+
+    /// Starts a run in the background (refused while draining).
+    async fn begin_run(&self, a: StartArgs) -> Result<super::store::RunDoc, RunError> {
         let params = a.params.unwrap_or(json!({}));
         let draining = self.state.is_draining();
-        match self
+        let (run, _) = self
             .state
             .runs
             .start(a.workflow_id, a.session_id, params, draining)
-            .await
-        {
-            Ok((run, _)) => Ok(CallToolResponse::Task(CreateTaskResult::new(
-                tasks::started_task(&run),
-            ))),
-            Err(e) => Ok(CallToolResponse::Complete(run_error(e))),
-        }
+            .await?;
+        Ok(run)
     }
 
     /// The run behind a task id, or an error naming the unknown id.
@@ -732,28 +735,22 @@ impl McpServer {
         description = "Start a workflow run: workflow_id, optional session_id (its state feeds step parameters and records progress) and params. Returns the run (poll workflow_status with run_id; clients with the MCP tasks extension get a task instead), or with wait=true the finished result."
     )]
     async fn start_workflow(&self, Parameters(a): Parameters<StartArgs>) -> CallToolResult {
-        let draining = self.state.is_draining();
-        let params = a.params.unwrap_or(json!({}));
-        if a.wait {
-            match self
-                .state
-                .runs
-                .run_to_end(a.workflow_id, a.session_id, params, draining)
-                .await
-            {
+        if !a.wait {
+            return match self.begin_run(a).await {
                 Ok(doc) => ok_json(doc),
                 Err(e) => run_error(e),
-            }
-        } else {
-            match self
-                .state
-                .runs
-                .start(a.workflow_id, a.session_id, params, draining)
-                .await
-            {
-                Ok((doc, _)) => ok_json(doc),
-                Err(e) => run_error(e),
-            }
+            };
+        }
+        let draining = self.state.is_draining();
+        let params = a.params.unwrap_or(json!({}));
+        match self
+            .state
+            .runs
+            .run_to_end(a.workflow_id, a.session_id, params, draining)
+            .await
+        {
+            Ok(doc) => ok_json(doc),
+            Err(e) => run_error(e),
         }
     }
 
