@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{TestNamespace, shared_cluster};
 use js_mcp::api::conditions;
 use js_mcp::api::instance::{McpInstance, McpInstanceSpec};
+use js_mcp::operator::instance::template_annotation;
 use js_mcp::operator::{OperatorArgs, run_controllers};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
@@ -165,19 +166,6 @@ async fn ready_instance(api: &Api<McpInstance>, name: &str, replicas: i32) -> Mc
         },
     )
     .await
-}
-
-fn template_annotation(deployment: &Deployment, key: &str) -> Option<String> {
-    deployment
-        .spec
-        .as_ref()?
-        .template
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get(key)
-        .cloned()
 }
 
 fn owned_by(

@@ -340,21 +340,15 @@ async fn get_session(
     Ok(Json(s).into_response())
 }
 
+/// `PATCH` is the `patch` operation of [`session_op`].
 async fn patch_session(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    state: State<Arc<AppState>>,
+    id: Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
     JsonBody(patch): JsonBody<SessionPatch>,
 ) -> Result<Response, ApiError> {
-    let query = query_map(query)?;
-    check_known(&query, &["version"])?;
-    let expected = expected_version(&query, &headers)?;
-    let s = st
-        .sessions
-        .update(&id, expected, SessionOp::Patch(patch))
-        .await?;
-    Ok(Json(s).into_response())
+    session_op(state, id, query, headers, JsonBody(SessionOp::Patch(patch))).await
 }
 
 async fn session_op(

@@ -320,6 +320,11 @@ async fn apply_children(
 
 /// The revision annotation on a Deployment's pod template.
 pub fn revision_of(deployment: &Deployment) -> Option<String> {
+    template_annotation(deployment, build::REVISION_ANNOTATION)
+}
+
+/// One annotation of a Deployment's pod template.
+pub fn template_annotation(deployment: &Deployment, key: &str) -> Option<String> {
     deployment
         .spec
         .as_ref()?
@@ -328,7 +333,7 @@ pub fn revision_of(deployment: &Deployment) -> Option<String> {
         .as_ref()?
         .annotations
         .as_ref()?
-        .get(build::REVISION_ANNOTATION)
+        .get(key)
         .cloned()
 }
 

@@ -518,7 +518,7 @@ impl Engine {
             other => {
                 return Err(EngineError::InvalidInput(format!(
                     "params must be a JSON object, found {}",
-                    json_type(&other)
+                    tools::type_name(&other)
                 )));
             }
         };
@@ -555,17 +555,6 @@ impl Engine {
     ) -> Result<RunRecord, EngineError> {
         let handle = self.start(input, cancel, Arc::new(|_| {}))?;
         Ok(handle.wait().await)
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

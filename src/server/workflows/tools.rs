@@ -369,7 +369,8 @@ pub(crate) async fn execute(
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How a value's type is named in error messages.
+pub(super) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
