@@ -4,10 +4,7 @@
 mod server_support;
 
 use serde_json::{Value, json};
-use server_support::{RedisServer, Resp, Server};
-
-const ACCEPT_BOTH: (&str, &str) = ("accept", "application/json, text/event-stream");
-const JSON_CT: (&str, &str) = ("content-type", "application/json");
+use server_support::{ACCEPT_BOTH, JSON_CT, RedisServer, Resp, Server, mcp_open, mcp_request};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"))
@@ -22,59 +19,14 @@ fn initialize_body(version: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Initializes an MCP session and returns its id.
+/// Initializes an MCP session (2025-06-18) and returns its id.
 fn mcp_initialize(s: &Server) -> String {
-    let r = s.req(
-        "POST",
-        "/mcp",
-        &[JSON_CT, ACCEPT_BOTH],
-        Some(&initialize_body("2025-06-18")),
-    );
-    assert_eq!(r.status, 200, "initialize: {}", r.text());
-    let sid = r
-        .header("mcp-session-id")
-        .unwrap_or_else(|| panic!("no Mcp-Session-Id: {:?}", r.headers))
-        .to_string();
-    let note =
-        serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .unwrap_or_default();
-    let r = s.req(
-        "POST",
-        "/mcp",
-        &[
-            JSON_CT,
-            ACCEPT_BOTH,
-            ("mcp-session-id", &sid),
-            ("mcp-protocol-version", "2025-06-18"),
-        ],
-        Some(&note),
-    );
-    assert_eq!(r.status, 202);
-    sid
+    mcp_open(s, "2025-06-18", json!({}))
 }
 
 fn mcp_call(s: &Server, sid: &str, id: u64, tool: &str, args: Value) -> Value {
-    let body = serde_json::to_vec(&json!({
-        "jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": tool, "arguments": args}
-    }))
-    .unwrap_or_default();
-    let r = s.req(
-        "POST",
-        "/mcp",
-        &[
-            JSON_CT,
-            ACCEPT_BOTH,
-            ("mcp-session-id", sid),
-            ("mcp-protocol-version", "2025-06-18"),
-        ],
-        Some(&body),
-    );
-    assert_eq!(r.status, 200, "{tool}: {}", r.text());
-    r.jsonrpc_messages()
-        .into_iter()
-        .find(|m| m["id"] == json!(id))
-        .unwrap_or_else(|| panic!("no response to {tool}: {}", r.text()))
+    let params = json!({"name": tool, "arguments": args});
+    mcp_request(s, sid, "2025-06-18", id, "tools/call", params)
 }
 
 fn metric(s: &Server, name: &str) -> f64 {

@@ -8,11 +8,11 @@ mod server_support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server_support::Server;
+use server_support::{Server, mcp_open, mcp_request};
 
 const VERSION: &str = "2025-11-25";
 
-/// An MCP session over the real HTTP transport.
+/// An MCP session over the real HTTP transport, numbering its requests.
 struct Mcp<'a> {
     server: &'a Server,
     sid: String,
@@ -21,59 +21,25 @@ struct Mcp<'a> {
 
 impl<'a> Mcp<'a> {
     fn open(server: &'a Server, capabilities: Value) -> Mcp<'a> {
-        let init = json!({
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": VERSION, "capabilities": capabilities,
-                       "clientInfo": {"name": "tasks-test", "version": "1"}}
-        });
-        let r = server.req(
-            "POST",
-            "/mcp",
-            &[
-                ("content-type", "application/json"),
-                ("accept", "application/json, text/event-stream"),
-            ],
-            Some(&serde_json::to_vec(&init).unwrap_or_default()),
-        );
-        assert_eq!(r.status, 200, "initialize: {}", r.text());
-        let sid = r
-            .header("mcp-session-id")
-            .unwrap_or_else(|| panic!("no session id: {}", r.text()))
-            .to_string();
-        let mut mcp = Mcp {
+        let sid = mcp_open(server, VERSION, capabilities);
+        Mcp {
             server,
             sid,
             next_id: 1,
-        };
-        mcp.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        mcp
-    }
-
-    fn send(&mut self, message: Value) -> Option<Value> {
-        let id = message.get("id").cloned();
-        let r = self.server.req(
-            "POST",
-            "/mcp",
-            &[
-                ("content-type", "application/json"),
-                ("accept", "application/json, text/event-stream"),
-                ("mcp-session-id", &self.sid),
-                ("mcp-protocol-version", VERSION),
-            ],
-            Some(&serde_json::to_vec(&message).unwrap_or_default()),
-        );
-        assert!(r.status < 300, "{message}: {} {}", r.status, r.text());
-        let id = id?;
-        let reply = r.jsonrpc_messages().into_iter().find(|m| m["id"] == id);
-        Some(reply.unwrap_or_else(|| panic!("no reply to {message}: {}", r.text())))
+        }
     }
 
     /// A request; returns the whole JSON-RPC reply (result or error).
     fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
         self.next_id += 1;
-        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .unwrap_or_default()
+        mcp_request(
+            self.server,
+            &self.sid,
+            VERSION,
+            self.next_id,
+            method,
+            params,
+        )
     }
 
     fn start(&mut self, workflow_id: &str, params: Value) -> Value {

@@ -7,41 +7,15 @@ mod server_support;
 use axum::Json;
 use axum::routing::post;
 use serde_json::{Value, json};
-use server_support::Server;
-
-const ACCEPT_BOTH: (&str, &str) = ("accept", "application/json, text/event-stream");
-const JSON_CT: (&str, &str) = ("content-type", "application/json");
+use server_support::{Server, mcp_open, mcp_request};
 
 fn mcp_session(s: &Server) -> String {
-    let init = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
-    .unwrap_or_default();
-    let r = s.req("POST", "/mcp", &[JSON_CT, ACCEPT_BOTH], Some(&init));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.header("mcp-session-id").unwrap_or_default().to_string()
+    mcp_open(s, "2025-06-18", json!({}))
 }
 
 fn call(s: &Server, sid: &str, tool: &str, args: Value) -> Value {
-    let body = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-        "params": {"name": tool, "arguments": args}}))
-    .unwrap_or_default();
-    let r = s.req(
-        "POST",
-        "/mcp",
-        &[
-            JSON_CT,
-            ACCEPT_BOTH,
-            ("mcp-session-id", sid),
-            ("mcp-protocol-version", "2025-06-18"),
-        ],
-        Some(&body),
-    );
-    assert_eq!(r.status, 200, "{tool}: {}", r.text());
-    r.jsonrpc_messages()
-        .into_iter()
-        .find(|m| m["id"] == 7)
-        .map(|m| m["result"].clone())
-        .unwrap_or_else(|| panic!("no result for {tool}: {}", r.text()))
+    let params = json!({"name": tool, "arguments": args});
+    mcp_request(s, sid, "2025-06-18", 7, "tools/call", params)["result"].clone()
 }
 
 fn text(result: &Value) -> String {

@@ -355,3 +355,64 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[(pos + 4 + size).min(b.len())..];
     }
 }
+
+/// `Accept` for `/mcp` posts: JSON or an SSE stream.
+pub const ACCEPT_BOTH: (&str, &str) = ("accept", "application/json, text/event-stream");
+/// `Content-Type` of JSON bodies.
+pub const JSON_CT: (&str, &str) = ("content-type", "application/json");
+
+/// Opens an MCP session at `version` with the client `capabilities` (initialize, then
+/// `notifications/initialized`) and returns its `Mcp-Session-Id`.
+pub fn mcp_open(s: &Server, version: &str, capabilities: serde_json::Value) -> String {
+    let init = serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": version, "capabilities": capabilities,
+                   "clientInfo": {"name": "test", "version": "1"}}
+    });
+    let body = serde_json::to_vec(&init).unwrap_or_default();
+    let r = s.req("POST", "/mcp", &[JSON_CT, ACCEPT_BOTH], Some(&body));
+    assert_eq!(r.status, 200, "initialize: {}", r.text());
+    let sid = r
+        .header("mcp-session-id")
+        .unwrap_or_else(|| panic!("no Mcp-Session-Id: {:?}", r.headers))
+        .to_string();
+    let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let r = mcp_post(s, &sid, version, &note);
+    assert_eq!(r.status, 202, "initialized: {}", r.text());
+    sid
+}
+
+/// Posts one JSON-RPC message to an MCP session.
+pub fn mcp_post(s: &Server, sid: &str, version: &str, message: &serde_json::Value) -> Resp {
+    let body = serde_json::to_vec(message).unwrap_or_default();
+    s.req(
+        "POST",
+        "/mcp",
+        &[
+            JSON_CT,
+            ACCEPT_BOTH,
+            ("mcp-session-id", sid),
+            ("mcp-protocol-version", version),
+        ],
+        Some(&body),
+    )
+}
+
+/// Sends request `id` (`method`, `params`) and returns the whole reply (result or error).
+pub fn mcp_request(
+    s: &Server,
+    sid: &str,
+    version: &str,
+    id: u64,
+    method: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
+    let message =
+        serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let r = mcp_post(s, sid, version, &message);
+    assert_eq!(r.status, 200, "{method}: {}", r.text());
+    r.jsonrpc_messages()
+        .into_iter()
+        .find(|m| m["id"] == serde_json::json!(id))
+        .unwrap_or_else(|| panic!("no reply to {method}: {}", r.text()))
+}
